@@ -1,0 +1,168 @@
+"""The VAE's loss terms, per example, in nats.
+
+Every function returns one number per example (shape ``(N,)``), summed over pixels or latent
+dimensions, never averaged over them: averaging the reconstruction over 784 pixels while
+summing the KL over latent dimensions silently weights the KL hundreds of times too strongly.
+
+Sources: Kingma & Welling (2014), "Auto-Encoding Variational Bayes", eq. 3 (the ELBO) and
+Appendix B (the Gaussian KL); the Gaussian KL in general form, e.g. Bishop (2006) eq. 2.94 ff.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vae_course import validate
+
+# exp(logvar) overflows float32 past logvar ~ 88.7, and sigma underflows towards 0 far below.
+# Clamping to this range keeps the loss and its gradients finite for any encoder output;
+# inside it, every formula is exact. (Gradients are zero outside the range.)
+LOGVAR_MIN, LOGVAR_MAX = -30.0, 30.0
+
+
+class LossParts(NamedTuple):
+    """A loss and its parts, each per example ``(N,)`` in nats (or floats after averaging)."""
+
+    total: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+
+
+def clamp_logvar(logvar: Tensor) -> Tensor:
+    """Clamp a log-variance to ``[LOGVAR_MIN, LOGVAR_MAX]`` so ``exp`` stays finite."""
+    return logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p: Tensor | None = None) -> Tensor:
+    """KL( N(mu, diag exp(logvar)) || N(mu_p, diag exp(logvar_p)) ) per example, in nats.
+
+    With the default prior N(0, I) this is ``1/2 * sum_j (sigma_j^2 - ln sigma_j^2 - 1 + mu_j^2)``
+    (Kingma & Welling 2014, Appendix B). In general, for diagonal Gaussians,
+    ``1/2 * sum_j (ln s_p^2 - ln s^2 + (s^2 + (mu - mu_p)^2) / s_p^2 - 1)``.
+
+    Args:
+        mu, logvar: ``(N, D)`` mean and log-variance of q(z|x).
+        mu_p, logvar_p: ``(N, D)`` or ``(D,)`` (broadcast) parameters of the prior; ``None``
+            means 0 (the standard normal prior).
+
+    Returns:
+        ``(N,)`` KL divergence in nats, summed over the D latent dimensions (>= 0).
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: ``mu`` is not 2-D or the shapes do not broadcast to ``mu``'s shape.
+    """
+    validate.floating(mu, "mu")
+    validate.floating(logvar, "logvar")
+    if mu.dim() != 2:
+        raise ValueError(f"mu: expected shape (N, D), got {tuple(mu.shape)}")
+    validate.same_shape(mu, "mu", logvar, "logvar")
+    logvar = clamp_logvar(logvar)
+    if mu_p is None and logvar_p is None:
+        return 0.5 * (logvar.exp() - logvar - 1.0 + mu.pow(2)).sum(dim=1)
+    mu_p = torch.zeros_like(mu) if mu_p is None else validate.floating(mu_p, "mu_p")
+    logvar_p = torch.zeros_like(mu) if logvar_p is None else validate.floating(logvar_p, "logvar_p")
+    for value, name in ((mu_p, "mu_p"), (logvar_p, "logvar_p")):
+        if torch.broadcast_shapes(value.shape, mu.shape) != mu.shape:
+            raise ValueError(f"{name}: expected a shape that broadcasts to {tuple(mu.shape)}, got {tuple(value.shape)}")
+    logvar_p = clamp_logvar(logvar_p)
+    ratio = (logvar - logvar_p).exp() + (mu - mu_p).pow(2) * (-logvar_p).exp()
+    return 0.5 * (logvar_p - logvar + ratio - 1.0).sum(dim=1)
+
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x|z) for a Bernoulli decoder, per example, in nats (binary cross-entropy, summed).
+
+    Computed from logits (never from sigmoid outputs: in float32 ``sigmoid(17.0) == 1.0``
+    exactly, and ``log(1 - 1.0)`` is ``-inf``). For grayscale x in (0, 1) this is a cross-entropy,
+    not the negative log of a normalized likelihood, but it is what VAEs on MNIST minimise.
+
+    Args:
+        logits: ``(N, ...)`` decoder outputs before the sigmoid.
+        x: same shape, target pixel values in [0, 1].
+
+    Returns:
+        ``(N,)`` nats, summed over all pixels.
+
+    Raises:
+        TypeError / ValueError: non-float tensors, shapes that differ, x outside [0, 1].
+    """
+    validate.floating(logits, "logits")
+    validate.floating(x, "x")
+    validate.same_shape(logits, "logits", x, "x")
+    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+        raise ValueError(f"x: expected values in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+
+
+def gaussian_nll(mean: Tensor, x: Tensor, logvar: Tensor | float = 0.0) -> Tensor:
+    """-log N(x; mean, exp(logvar)) per example, in nats, summed over pixels.
+
+    ``1/2 * sum_i (ln 2 pi + logvar_i + (x_i - mean_i)^2 / exp(logvar_i))``. With a fixed
+    variance this is the squared error (MSE) up to a scale and a constant: the "MSE decoder".
+
+    Args:
+        mean: ``(N, ...)`` decoder means.
+        x: same shape, the data.
+        logvar: a float or a tensor broadcastable to ``x``: the decoder's log-variance (default 0,
+            i.e. unit variance).
+
+    Returns:
+        ``(N,)`` nats.
+    """
+    validate.floating(mean, "mean")
+    validate.floating(x, "x")
+    validate.same_shape(mean, "mean", x, "x")
+    if not isinstance(logvar, Tensor):
+        logvar = torch.tensor(float(logvar), dtype=mean.dtype, device=mean.device)
+    logvar = clamp_logvar(logvar)
+    per_pixel = 0.5 * (math.log(2 * math.pi) + logvar + (x - mean).pow(2) * (-logvar).exp())
+    return per_pixel.expand_as(x).flatten(1).sum(dim=1)
+
+
+def negative_elbo(
+    decoder_output: Tensor,
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    beta: float = 1.0,
+    likelihood: str = "bernoulli",
+    decoder_logvar: Tensor | float = 0.0,
+) -> LossParts:
+    """The negative ELBO, ``-E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I))``, per example.
+
+    With one sample z ~ q(z|x) (the decoder output comes from it), the reconstruction term is a
+    one-sample Monte Carlo estimate (Kingma & Welling 2014, eq. 10). ``beta = 1`` is the ELBO;
+    other values give the beta-VAE objective (Higgins et al. 2017).
+
+    Args:
+        decoder_output: ``(N, ...)`` logits (Bernoulli) or means (Gaussian).
+        x: same shape, in [0, 1].
+        mu, logvar: ``(N, D)`` encoder outputs.
+        beta: weight of the KL term (>= 0).
+        likelihood: ``"bernoulli"`` or ``"gaussian"``.
+        decoder_logvar: the Gaussian decoder's log-variance (ignored for Bernoulli).
+
+    Returns:
+        ``LossParts(total, reconstruction, kl)``, each ``(N,)`` nats; ``total = reconstruction + beta * kl``.
+    """
+    validate.positive_float(beta, "beta", allow_zero=True)
+    recon = reconstruction_nll(decoder_output, x, likelihood, decoder_logvar)
+    kl = gaussian_kl(mu, logvar)
+    return LossParts(recon + beta * kl, recon, kl)
+
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def reconstruction_nll(decoder_output: Tensor, x: Tensor, likelihood: str, decoder_logvar: Tensor | float = 0.0) -> Tensor:
+    """-log p(x|z) per example for the named decoder likelihood (see the two functions above)."""
+    if likelihood == "bernoulli":
+        return bernoulli_nll(decoder_output, x)
+    if likelihood == "gaussian":
+        return gaussian_nll(decoder_output, x, decoder_logvar)
+    raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
