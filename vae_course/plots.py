@@ -1,0 +1,242 @@
+"""One plotting helper per figure kind in the course. Each returns its matplotlib ``Figure`` so a
+notebook cell can check what it shows (``fig.axes[0].get_title()``, the plotted data, ...).
+
+Images may be torch tensors or NumPy arrays of shape ``(N, 1, H, W)``, ``(N, H, W)`` or
+``(N, H*W)`` (square images), with pixel values in [0, 1].
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+# Ten clearly distinct colours for the ten digits (matplotlib's tab10).
+DIGIT_COLORS = plt.get_cmap("tab10").colors
+
+
+def as_image_array(images) -> np.ndarray:
+    """Images (tensor or array) -> NumPy ``(N, H, W)`` float array in [0, 1]."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu().float().numpy()
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    elif images.ndim == 2:
+        side = math.isqrt(images.shape[1])
+        if side * side != images.shape[1]:
+            raise ValueError(f"images: expected (N, H*W) with square images, got {images.shape}")
+        images = images.reshape(-1, side, side)
+    elif images.ndim == 3 and images.shape[0] != 0:
+        pass
+    else:
+        raise ValueError(f"images: expected shape (N, 1, H, W), (N, H, W) or (N, H*W), got {images.shape}")
+    return images
+
+
+def tile(images, ncols: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """Tile ``(N, H, W)`` images into one ``(rows*(H+pad)-pad, ncols*(W+pad)-pad)`` array."""
+    images = as_image_array(images)
+    n, h, w = images.shape
+    nrows = math.ceil(n / ncols)
+    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value, dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
+    return canvas
+
+
+def image_grid(images, ncols: int = 10, title: str = "", labels: Sequence | None = None,
+               size: float = 0.9) -> Figure:
+    """A grid of digits, ``ncols`` per row, optional per-image ``labels`` shown above each."""
+    arr = as_image_array(images)
+    n = len(arr)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(arr[i], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=9, pad=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def image_rows(rows: Mapping[str, object], title: str = "", size: float = 0.9) -> Figure:
+    """Several rows of images with a name on the left of each (e.g. original / noisy / denoised)."""
+    arrays = {name: as_image_array(imgs) for name, imgs in rows.items()}
+    ncols = max(len(a) for a in arrays.values())
+    fig, axes = plt.subplots(len(arrays), ncols, figsize=(size * ncols + 1.0, size * len(arrays) + 0.4),
+                             squeeze=False)
+    for r, (name, arr) in enumerate(arrays.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(arr):
+                ax.imshow(arr[c], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def reconstructions(originals, reconstructed, n: int = 10, title: str = "Reconstructions") -> Figure:
+    """Originals above their reconstructions (first ``n`` of each)."""
+    return image_rows({"original": originals[:n], "reconstruction": reconstructed[:n]}, title=title)
+
+
+def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[int, int] = (0, 1),
+                   ax: plt.Axes | None = None, max_points: int = 5000) -> Figure:
+    """2-D scatter of latent codes ``z (N, D)`` coloured by digit label ``(N,)``."""
+    z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
+    labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    z, labels = z[:max_points], labels[:max_points]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.2, 5.2))
+    else:
+        fig = ax.figure
+    for digit in np.unique(labels):
+        pts = z[labels == digit]
+        ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=6, alpha=0.6, color=DIGIT_COLORS[int(digit) % 10],
+                   label=str(digit), rasterized=True)
+    ax.set_xlabel(f"$z_{dims[0] + 1}$")
+    ax.set_ylabel(f"$z_{dims[1] + 1}$")
+    ax.set_title(title)
+    ax.legend(title="digit", markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def gaussian_quantiles(n: int, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+    """``n`` points evenly spaced in probability between ``low`` and ``high`` mapped through the
+    standard normal inverse CDF: equal prior mass between neighbours (Kingma & Welling 2014, Fig. 4)."""
+    return torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(low, high, n))
+
+
+def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, latent_dim: int = 2,
+                  dims: tuple[int, int] = (0, 1), title: str = "Decoded latent grid (Gaussian quantiles)") -> Figure:
+    """Decode an ``n x n`` grid over two latent dimensions (others 0) at Gaussian quantiles.
+
+    ``decode`` maps ``(M, latent_dim)`` latents to ``(M, 1, H, W)`` pixels in [0, 1].
+    """
+    q = gaussian_quantiles(n)
+    z = torch.zeros(n * n, latent_dim)
+    # Row r from the top shows the largest z2, as on a plot's y axis.
+    z[:, dims[0]] = q.repeat(n)
+    z[:, dims[1]] = q.flip(0).repeat_interleave(n)
+    pixels = as_image_array(decode(z))
+    h, w = pixels.shape[1:]
+    canvas = tile(pixels, n, pad=0)
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ticks = np.arange(n) * w + w / 2
+    labels = [f"{v:.1f}" for v in q.tolist()]
+    step = max(1, n // 5)
+    ax.set_xticks(ticks[::step], labels[::step])
+    ax.set_yticks(ticks[::step], labels[::-1][::step])
+    ax.set_xlabel(f"$z_{dims[0] + 1}$ (Gaussian quantiles 5%..95%)")
+    ax.set_ylabel(f"$z_{dims[1] + 1}$")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def interpolation(decode: Callable[[torch.Tensor], torch.Tensor], z_start: torch.Tensor, z_end: torch.Tensor,
+                  steps: int = 10, title: str = "Linear interpolation in latent space") -> Figure:
+    """Decode ``steps`` points on the straight line from ``z_start`` to ``z_end`` (each ``(D,)``)."""
+    t = torch.linspace(0, 1, steps).unsqueeze(1)
+    z = (1 - t) * z_start.reshape(1, -1).cpu() + t * z_end.reshape(1, -1).cpu()
+    return image_grid(decode(z), ncols=steps, title=title, labels=[f"t={v:.2f}" for v in t.squeeze(1).tolist()])
+
+
+def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total",),
+                title: str = "Training curves", ylabel: str = "nats per example") -> Figure:
+    """Loss per epoch for one or more ``History`` objects (``{"name": history}``), train solid and
+    test dashed, one panel per loss part."""
+    fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 3.8), squeeze=False)
+    for ax, part in zip(axes.flat, parts):
+        for i, (name, h) in enumerate(histories.items()):
+            color = f"C{i}"
+            epochs = np.arange(1, len(h.train[part]) + 1)
+            ax.plot(epochs, h.train[part], color=color, label=f"{name} (train)")
+            if h.test[part]:
+                ax.plot(epochs, h.test[part], color=color, linestyle="--", label=f"{name} (test)")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(part if len(parts) > 1 else title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if len(parts) > 1:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def normal_pdf(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+
+
+def draw_gaussians(ax: plt.Axes, mu: float, sigma: float, kl: float | None = None, xlim: float = 6.0) -> None:
+    """Draw q = N(mu, sigma^2) against the prior N(0, 1) on ``ax`` (used by the KL explorer)."""
+    x = np.linspace(-xlim, xlim, 600)
+    ax.clear()
+    ax.fill_between(x, normal_pdf(x, 0.0, 1.0), color="0.75", label="prior $p(z)=\\mathcal{N}(0,1)$")
+    ax.plot(x, normal_pdf(x, mu, sigma), color="C3", lw=2, label=f"$q(z)=\\mathcal{{N}}({mu:.2f},\\,{sigma:.2f}^2)$")
+    ax.set_xlim(-xlim, xlim)
+    ax.set_ylim(0, max(1.05 * normal_pdf(mu, mu, sigma), 0.45))
+    ax.set_xlabel("$z$")
+    ax.set_ylabel("density")
+    ax.set_title("KL(q || p) = " + (f"{kl:.3f} nats" if kl is not None else "?"))
+    ax.legend(loc="upper right", fontsize=9)
+
+
+def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z) against the prior") -> Figure:
+    """One panel per ``(mu, sigma)`` pair: q against N(0, 1), with the closed-form KL in the title."""
+    fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.4), squeeze=False)
+    for ax, (mu, sigma) in zip(axes.flat, params):
+        kl = 0.5 * (sigma ** 2 - math.log(sigma ** 2) - 1 + mu ** 2)
+        draw_gaussians(ax, mu, sigma, kl)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: str,
+              logx: bool = False, logy: bool = False, markers: bool = True) -> Figure:
+    """Several named curves over the same x (e.g. bounds vs a parameter, variance vs samples)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, y in series.items():
+        ax.plot(x, np.asarray(y, dtype=float), marker="o" if markers else None, ms=4, label=name)
+    ax.set_xscale("log" if logx else "linear")
+    ax.set_yscale("log" if logy else "linear")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruction error") -> Figure:
+    """ROC curve of an anomaly score (higher = more anomalous), with its AUC in the legend."""
+    from sklearn.metrics import RocCurveDisplay
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    RocCurveDisplay.from_predictions(np.asarray(is_anomaly), np.asarray(scores), ax=ax, name="reconstruction error")
+    ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
