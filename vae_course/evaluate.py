@@ -146,3 +146,27 @@ def reconstruction_error(model: nn.Module, images: Tensor, labels: Tensor | None
         recon = model.reconstruct(x, y) if model.conditional else model.reconstruct(x)
         errors.append((recon - x).pow(2).flatten(1).mean(1).cpu())
     return torch.cat(errors)
+
+
+def train_digit_classifier(images: Tensor, labels: Tensor, neighbors: int = 3):
+    """A small digit classifier used to check that generated digits are recognisable: k-nearest
+    neighbours on pixels (scikit-learn), about 95 % accurate on MNIST test digits and fitted in
+    under a second (logistic regression is slower to fit and less accurate here).
+
+    Args: images ``(N, C, H, W)`` in [0, 1]; labels ``(N,)`` int64; ``neighbors``: k.
+    Returns the fitted classifier; use ``classifier_accuracy`` on it.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    validate.floating(images, "images")
+    validate.images(images, "images", tuple(images.shape[1:]))
+    validate.labels(labels, "labels", images.shape[0], int(labels.max()) + 1)
+    validate.positive_int(neighbors, "neighbors")
+    return KNeighborsClassifier(n_neighbors=neighbors).fit(images.flatten(1).cpu().numpy(), labels.cpu().numpy())
+
+
+def classifier_accuracy(classifier, images: Tensor, labels: Tensor) -> float:
+    """Fraction of ``images`` that ``classifier`` assigns to ``labels`` (in [0, 1])."""
+    validate.labels(labels, "labels", images.shape[0], int(labels.max()) + 1)
+    predicted = classifier.predict(images.flatten(1).detach().cpu().numpy())
+    return float((predicted == labels.cpu().numpy()).mean())
