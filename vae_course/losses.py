@@ -63,15 +63,21 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p
     validate.same_shape(mu, "mu", logvar, "logvar")
     logvar = clamp_logvar(logvar)
     if mu_p is None and logvar_p is None:
-        return 0.5 * (logvar.exp() - logvar - 1.0 + mu.pow(2)).sum(dim=1)
+        # expm1(v) - v = exp(v) - v - 1 >= 0, computed without cancellation near v = 0 (in float32,
+        # exp(v) - v - 1 can round below zero); the clamp removes what rounding is left.
+        return 0.5 * ((torch.expm1(logvar) - logvar).clamp_min(0.0) + mu.pow(2)).sum(dim=1)
     mu_p = torch.zeros_like(mu) if mu_p is None else validate.floating(mu_p, "mu_p")
     logvar_p = torch.zeros_like(mu) if logvar_p is None else validate.floating(logvar_p, "logvar_p")
     for value, name in ((mu_p, "mu_p"), (logvar_p, "logvar_p")):
-        if torch.broadcast_shapes(value.shape, mu.shape) != mu.shape:
+        try:
+            broadcast = torch.broadcast_shapes(value.shape, mu.shape)
+        except RuntimeError:  # shapes that do not broadcast at all
+            broadcast = None
+        if broadcast != mu.shape:
             raise ValueError(f"{name}: expected a shape that broadcasts to {tuple(mu.shape)}, got {tuple(value.shape)}")
     logvar_p = clamp_logvar(logvar_p)
-    ratio = (logvar - logvar_p).exp() + (mu - mu_p).pow(2) * (-logvar_p).exp()
-    return 0.5 * (logvar_p - logvar + ratio - 1.0).sum(dim=1)
+    diff = logvar - logvar_p  # ln(s^2 / s_p^2); the same expm1 form as above
+    return 0.5 * ((torch.expm1(diff) - diff).clamp_min(0.0) + (mu - mu_p).pow(2) * (-logvar_p).exp()).sum(dim=1)
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
@@ -94,7 +100,7 @@ def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
     validate.floating(logits, "logits")
     validate.floating(x, "x")
     validate.same_shape(logits, "logits", x, "x")
-    if float(x.min()) < 0.0 or float(x.max()) > 1.0:
+    if not bool(((x >= 0.0) & (x <= 1.0)).all()):  # also catches NaN, for which both comparisons are False
         raise ValueError(f"x: expected values in [0, 1], got values in [{float(x.min()):.4g}, {float(x.max()):.4g}]")
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
 

@@ -34,7 +34,8 @@ def _check_config(image_shape, hidden_dims, latent_dim, likelihood):
     if not (isinstance(image_shape, (tuple, list)) and len(image_shape) >= 1
             and all(isinstance(s, int) and s > 0 for s in image_shape)):
         raise ValueError(f"image_shape: expected a tuple of positive ints such as (1, 28, 28), got {image_shape!r}")
-    if not all(isinstance(h, int) and h > 0 for h in hidden_dims):
+    if not (isinstance(hidden_dims, (tuple, list))
+            and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden_dims)):
         raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {hidden_dims!r}")
     validate.positive_int(latent_dim, "latent_dim")
     if likelihood not in losses.LIKELIHOODS:
@@ -52,8 +53,8 @@ class _Base(nn.Module):
 
     def __init__(self, image_shape, hidden_dims, latent_dim, likelihood, activation):
         super().__init__()
+        _check_config(image_shape, hidden_dims, latent_dim, likelihood)  # before tuple(): 400 is not iterable
         image_shape, hidden_dims = tuple(image_shape), tuple(hidden_dims)
-        _check_config(image_shape, hidden_dims, latent_dim, likelihood)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {tuple(_ACTIVATIONS)}, got {activation!r}")
         self.image_shape, self.hidden_dims = image_shape, hidden_dims

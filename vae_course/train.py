@@ -58,8 +58,10 @@ def _check_data(model: nn.Module, images: Tensor, labels: Tensor | None, name: s
         if labels is None:
             raise ValueError(f"{label_name}: a conditional model needs labels, got None")
         validate.labels(labels, label_name, images.shape[0], model.num_classes)
-    elif labels is not None:
-        validate.labels(labels, label_name, images.shape[0], max(int(labels.max()) + 1, 1))
+    elif labels is not None:  # unused, but still checked (a tensor first: .max() needs one)
+        validate.tensor(labels, label_name)
+        num_classes = int(labels.max()) + 1 if labels.dtype == torch.int64 and labels.numel() else 1
+        validate.labels(labels, label_name, images.shape[0], max(num_classes, 1))
 
 
 def _batch_loss(model, x, y, beta, corrupt=None):

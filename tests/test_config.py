@@ -1,0 +1,113 @@
+"""Tests of vae_course.config.settings: the one place that reads the environment."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+import vae_course
+from vae_course import config
+
+VARS = ("VAE_COURSE_MODE", "VAE_COURSE_DEVICE", "VAE_COURSE_DATA_DIR", "VAE_COURSE_OFFLINE")
+
+
+@pytest.fixture
+def env(monkeypatch):
+    """A clean environment: none of the course's variables set."""
+    for name in VARS:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_defaults(env):
+    s = config.settings()
+    assert s.mode == "full" and not s.fast
+    assert s.offline is False
+    assert s.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    # run from a checkout (pyproject.toml beside the package): data/ in the repository
+    assert s.data_dir == Path(__file__).resolve().parent.parent / "data"
+    assert vae_course.settings is config.settings
+
+
+@pytest.mark.parametrize("value, mode", [("fast", "fast"), ("full", "full"), (" FAST ", "fast"),
+                                         ("Full", "full"), ("", "full")])
+def test_mode(env, value, mode):
+    env.setenv("VAE_COURSE_MODE", value)
+    s = config.settings()
+    assert s.mode == mode
+    assert s.fast is (mode == "fast")
+    assert s.pick(1, 50) == (1 if mode == "fast" else 50)
+
+
+@pytest.mark.parametrize("value", ["bad", "fastest", "ci", "0"])
+def test_bad_mode_names_the_variable(env, value):
+    env.setenv("VAE_COURSE_MODE", value)
+    with pytest.raises(ValueError) as info:
+        config.settings()
+    assert "VAE_COURSE_MODE" in str(info.value)
+    assert value in str(info.value)
+
+
+def test_settings_are_read_afresh_each_call(env):
+    env.setenv("VAE_COURSE_MODE", "fast")
+    assert config.settings().fast
+    env.setenv("VAE_COURSE_MODE", "full")
+    assert not config.settings().fast
+
+
+def test_data_dir(env, tmp_path):
+    env.setenv("VAE_COURSE_DATA_DIR", str(tmp_path / "cache"))
+    assert config.settings().data_dir == tmp_path / "cache"
+    env.setenv("HOME", str(tmp_path))
+    env.setenv("VAE_COURSE_DATA_DIR", "~/mnist")
+    assert config.settings().data_dir == tmp_path / "mnist"
+
+
+def test_default_data_dir_outside_a_checkout(env, tmp_path):
+    env.setattr(config, "REPO_ROOT", tmp_path)  # no pyproject.toml there: an installed package
+    env.setenv("HOME", str(tmp_path / "home"))
+    assert config.settings().data_dir == tmp_path / "home" / ".cache" / "vae_course"
+
+
+def test_device_cpu(env):
+    env.setenv("VAE_COURSE_DEVICE", "cpu")
+    assert config.settings().device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("value", ["cuda", "cuda:1"])
+def test_device_cuda_without_cuda_names_the_variable(env, value):
+    env.setattr(torch.cuda, "is_available", lambda: False)
+    env.setenv("VAE_COURSE_DEVICE", value)
+    with pytest.raises(ValueError) as info:
+        config.settings()
+    assert "VAE_COURSE_DEVICE" in str(info.value)
+
+
+def test_default_device_follows_cuda_availability(env):
+    env.setattr(torch.cuda, "is_available", lambda: False)
+    assert config.settings().device == torch.device("cpu")
+    env.setattr(torch.cuda, "is_available", lambda: True)
+    assert config.settings().device == torch.device("cuda")
+
+
+@pytest.mark.parametrize("value", ["gpu", "cuda:abc", "nonsense"])
+def test_unknown_device_names_the_variable(env, value):
+    env.setenv("VAE_COURSE_DEVICE", value)
+    with pytest.raises(ValueError) as info:
+        config.settings()
+    assert "VAE_COURSE_DEVICE" in str(info.value)
+
+
+@pytest.mark.parametrize("value, offline", [("1", True), ("true", True), ("YES", True), ("0", False),
+                                            ("", False), ("no", False)])
+def test_offline(env, value, offline):
+    env.setenv("VAE_COURSE_OFFLINE", value)
+    assert config.settings().offline is offline
+
+
+def test_settings_are_frozen(env):
+    s = config.settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.mode = "fast"

@@ -1,0 +1,294 @@
+"""Tests of vae_course.evaluate, against an exact log p(x) computed by numerical integration on
+a model with a one-dimensional latent and 2x2 binary images (so every image can be enumerated)."""
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vae_course import evaluate, losses, models, train
+
+SHAPE = (1, 2, 2)
+ALL_IMAGES = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)), dtype=torch.float64).view(16, *SHAPE)
+GRID = torch.linspace(-12.0, 12.0, 48_001, dtype=torch.float64)  # dz = 0.0005
+DZ = float(GRID[1] - GRID[0])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _training_data(n=256, seed=0):
+    """Four 2x2 patterns with 10% pixel noise; label = pattern index % 2."""
+    g = _gen(seed)
+    patterns = torch.tensor([[1, 1, 0, 0], [0, 0, 1, 1], [1, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.float32)
+    k = torch.randint(0, 4, (n,), generator=g)
+    flip = torch.rand(n, 4, generator=g) < 0.1
+    x = torch.where(flip, 1 - patterns[k], patterns[k]).view(n, *SHAPE)
+    return x, k % 2
+
+
+def _exact(model):
+    """Exact -log p(x[|y]), the exact ELBO and its parts, per (image, label) pair, by integrating
+    over a fine grid of the one-dimensional latent (float64)."""
+    if model.conditional:  # every image with every label
+        images, labels = ALL_IMAGES.repeat(2, 1, 1, 1), torch.arange(2).repeat_interleave(16)
+    else:
+        images, labels = ALL_IMAGES, None
+    with torch.no_grad():
+        z = GRID[:, None]
+        log_prior = -0.5 * (GRID ** 2 + math.log(2 * math.pi))  # (G,)
+        flat = images.flatten(1)  # (M, 4)
+        log_px_z = torch.empty(len(images), len(GRID), dtype=torch.float64)
+        for c in (range(2) if model.conditional else [None]):
+            logits = model.decode(z, torch.full((len(GRID),), c)) if c is not None else model.decode(z)
+            logits = logits.flatten(1)  # (G, 4)
+            rows = labels == c if c is not None else slice(None)
+            # log p(x|z) summed over pixels, written out by hand
+            log_px_z[rows] = flat[rows] @ F.logsigmoid(logits).T + (1 - flat[rows]) @ F.logsigmoid(-logits).T
+        log_joint = log_px_z + log_prior
+        log_px = torch.logsumexp(log_joint, dim=1) + math.log(DZ)  # (M,)
+
+        mu, logvar = model.encode(images, labels) if model.conditional else model.encode(images)
+        log_q = -0.5 * (math.log(2 * math.pi) + logvar + (GRID - mu) ** 2 / logvar.exp())  # (M, G)
+        q = log_q.exp() * DZ
+        log_w = log_joint - log_q  # log importance weight at each grid point
+        elbo = (q * log_w).sum(1)
+        e_recon = (q * log_px_z).sum(1)
+        log_post = log_joint - log_px[:, None]
+        return dict(
+            model=model, images=images, labels=labels, log_px=log_px, elbo=elbo, e_recon=e_recon,
+            q_mass=q.sum(1),
+            var_log_w=(q * log_w ** 2).sum(1) - elbo ** 2,  # variance of the 1-sample IWAE estimator
+            var_recon=(q * log_px_z ** 2).sum(1) - e_recon ** 2,  # variance of the 1-sample reconstruction
+            kl_to_posterior=(q * (log_q - log_post)).sum(1),
+            kl_to_prior=losses.gaussian_kl(mu, logvar),
+        )
+
+
+@pytest.fixture(scope="module", params=["VAE", "CVAE"])
+def exact(request):
+    """A trained tiny model (float64) with exact quantities per evaluation pair (see ``_exact``)."""
+    torch.manual_seed(0)
+    kw = {"image_shape": SHAPE, "hidden_dims": (8,), "latent_dim": 1}
+    model = models.CVAE(num_classes=2, **kw) if request.param == "CVAE" else models.VAE(**kw)
+    x, y = _training_data()
+    train.fit(model, x, y if model.conditional else None, epochs=20, batch_size=64, lr=2e-2,
+              device="cpu", progress=False)
+    return _exact(model.double().eval())
+
+
+def _repeat(e, r):
+    labels = e["labels"].repeat(r) if e["labels"] is not None else None
+    return e["images"].repeat(r, 1, 1, 1), labels
+
+
+def test_exact_computation_is_sound(exact):
+    """Guards for the test's own integrals: p(x[|y]) sums to 1 over all 16 images; q is resolved by the grid."""
+    p = exact["log_px"].exp()
+    if exact["model"].conditional:
+        torch.testing.assert_close(p.view(2, 16).sum(1), torch.ones(2, dtype=torch.float64), atol=1e-6, rtol=0)
+    else:
+        assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
+    torch.testing.assert_close(exact["q_mass"], torch.ones_like(exact["q_mass"]), atol=1e-6, rtol=0)
+
+
+def test_elbo_identity_on_an_exact_model(exact):
+    """log p(x) - KL(q || p(z|x)) = E_q[log p(x|z)] - KL(q || p(z)), and so ELBO <= log p(x)."""
+    elbo_from_parts = exact["e_recon"] - exact["kl_to_prior"]
+    torch.testing.assert_close(elbo_from_parts, exact["elbo"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(exact["log_px"] - exact["kl_to_posterior"], exact["elbo"], atol=1e-6, rtol=0)
+    assert (exact["elbo"] <= exact["log_px"] + 1e-9).all()
+    assert (exact["kl_to_posterior"] >= -1e-9).all()
+
+
+def test_negative_elbo_matches_the_exact_expectation(exact):
+    r = 100
+    images, labels = _repeat(exact, r)
+    est = evaluate.negative_elbo(exact["model"], images, labels, seed=1)
+    target = -exact["elbo"].mean().item()
+    m = len(exact["log_px"])
+    se = math.sqrt(exact["var_recon"].sum().item() * r) / (m * r)  # exact MC standard error
+    assert abs(est.total - target) < 4 * se + 1e-9, (est.total, target, se)
+    assert est.kl == pytest.approx(exact["kl_to_prior"].mean().item(), rel=1e-9)
+    assert est.total == pytest.approx(est.reconstruction + est.kl, rel=1e-12)
+    # an upper bound on the exact -log p(x) (on average, beyond noise)
+    assert est.total > -exact["log_px"].mean().item() - 4 * se
+
+
+def test_iwae_k1_matches_the_exact_negative_elbo(exact):
+    r = 100
+    images, labels = _repeat(exact, r)
+    est = evaluate.importance_weighted_nll(exact["model"], images, k=1, labels=labels, seed=2)
+    m = len(exact["log_px"])
+    se = math.sqrt(exact["var_log_w"].sum().item() * r) / (m * r)
+    assert abs(est.mean - (-exact["elbo"].mean().item())) < 4 * se, (est, -exact["elbo"].mean(), se)
+
+
+def test_iwae_tightens_with_k_towards_the_exact_nll(exact):
+    """ELBO >= IWAE-10 >= IWAE-100 >= -log p(x) (on average), for any q: here the trained decoder
+    with a deliberately poor encoder (shifted, too wide), so that the bound has room to tighten."""
+    model = copy.deepcopy(exact["model"])
+    with torch.no_grad():
+        model.mu_head.bias += 0.5
+        model.logvar_head.bias += 1.0
+    e = _exact(model)
+    assert e["log_px"].equal(exact["log_px"])  # p(x) does not depend on the encoder
+    nll, neg_elbo = -e["log_px"].mean().item(), -e["elbo"].mean().item()
+    assert neg_elbo - nll > 0.3  # the bound is loose for this q
+    images, labels = _repeat(e, 20)
+    est = {k: evaluate.importance_weighted_nll(model, images, k=k, labels=labels, seed=3).mean
+           for k in (1, 10, 100)}
+    images, labels = _repeat(e, 3)
+    est[3000] = evaluate.importance_weighted_nll(model, images, k=3000, labels=labels, seed=3).mean
+    m = len(e["log_px"])
+    se1 = math.sqrt(e["var_log_w"].sum().item() * 20) / (m * 20)
+    assert est[1] == pytest.approx(neg_elbo, abs=4 * se1)
+    noise = 0.01  # the estimates share the seed but not the samples
+    assert est[1] > est[10] + 0.1, (est, nll)
+    assert est[10] > est[100] - noise, (est, nll)
+    assert est[100] > nll - noise, (est, nll)
+    assert est[3000] == pytest.approx(nll, abs=noise), (est, nll)
+    # most of the gap is closed by k = 100
+    assert est[100] - nll < 0.5 * (neg_elbo - nll)
+
+
+def test_importance_weights_shape_and_k1_expectation(exact):
+    model, images, labels = exact["model"], exact["images"], exact["labels"]
+    torch.manual_seed(0)
+    log_w = evaluate.importance_weights(model, images, labels, 3000)
+    assert log_w.shape == (3000, len(images))
+    # the mean of the log weights is the ELBO, per image
+    se = (exact["var_log_w"] / 3000).sqrt()
+    assert ((log_w.mean(0) - exact["elbo"]).abs() < 5 * se + 1e-9).all()
+
+
+# ---------------------------------------------------------------- a tiny 4x4 model
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    g = _gen(1)
+    x = (torch.rand(60, 1, 4, 4, generator=g) < 0.3).float()
+    y = torch.randint(0, 3, (60,), generator=g)
+    vae = models.VAE(image_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2)
+    cvae = models.CVAE(image_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2, num_classes=3)
+    ae = models.Autoencoder(image_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2)
+    return dict(x=x, y=y, vae=vae, cvae=cvae, ae=ae)
+
+
+def test_negative_elbo_is_deterministic_given_seed_and_keeps_global_rng(tiny):
+    vae, x = tiny["vae"], tiny["x"]
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = evaluate.negative_elbo(vae, x, seed=7)
+    assert torch.equal(torch.rand(3), expected_next)  # the global RNG is untouched
+    b = evaluate.negative_elbo(vae, x, seed=7)
+    c = evaluate.negative_elbo(vae, x, seed=8)
+    assert a == b
+    assert a.total != c.total
+    assert a.kl == pytest.approx(c.kl)  # the KL part is closed form: no sampling
+    i1 = evaluate.importance_weighted_nll(vae, x, k=5, seed=7)
+    i2 = evaluate.importance_weighted_nll(vae, x, k=5, seed=7)
+    i3 = evaluate.importance_weighted_nll(vae, x, k=5, seed=8)
+    assert i1 == i2 and i1.mean != i3.mean
+    assert i1.stderr > 0
+
+
+def test_evaluation_restores_training_mode(tiny):
+    vae, x = tiny["vae"], tiny["x"]
+    vae.train()
+    evaluate.negative_elbo(vae, x)
+    evaluate.importance_weighted_nll(vae, x, k=2)
+    assert vae.training
+    vae.eval()
+    evaluate.negative_elbo(vae, x)
+    assert not vae.training
+
+
+def test_negative_elbo_mean_is_per_example_over_batches(tiny):
+    """The mean over images is the same for any batch size (closed-form KL part)."""
+    vae, x = tiny["vae"], tiny["x"]
+    a = evaluate.negative_elbo(vae, x, batch_size=7)
+    b = evaluate.negative_elbo(vae, x, batch_size=1000)
+    assert a.kl == pytest.approx(b.kl, rel=1e-6)
+    mu, logvar = vae.encode(x)
+    assert a.kl == pytest.approx(losses.gaussian_kl(mu, logvar).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae", "cvae"])
+def test_reconstruction_error(tiny, name):
+    model, x, y = tiny[name], tiny["x"], tiny["y"]
+    labels = y if model.conditional else None
+    err = evaluate.reconstruction_error(model, x, labels, batch_size=7)
+    assert err.shape == (60,)
+    assert (err >= 0).all() and (err <= 1).all()
+    recon = model.reconstruct(x, y) if model.conditional else model.reconstruct(x)
+    torch.testing.assert_close(err, ((recon - x) ** 2).flatten(1).mean(1))
+    torch.testing.assert_close(err, evaluate.reconstruction_error(model, x, labels))
+
+
+def test_reconstruction_error_is_zero_for_a_perfect_reconstruction():
+    model = models.Autoencoder(image_shape=(1, 2, 2), hidden_dims=(), latent_dim=4, likelihood="gaussian")
+    with torch.no_grad():  # encoder and decoder: identity maps
+        model.encoder[0].weight.copy_(torch.eye(4))
+        model.encoder[0].bias.zero_()
+        model.decoder[0].weight.copy_(torch.eye(4))
+        model.decoder[0].bias.zero_()
+    x = torch.rand(5, 1, 2, 2, generator=_gen(2))
+    torch.testing.assert_close(evaluate.reconstruction_error(model, x), torch.zeros(5))
+    with torch.no_grad():
+        model.decoder[0].bias.fill_(0.1)
+    err = evaluate.reconstruction_error(model, x * 0.5)  # stays below the clamp at 1
+    torch.testing.assert_close(err, torch.full((5,), 0.01))
+
+
+# ---------------------------------------------------------------- bad input
+
+def _raises(exc, name, fn, *args, **kwargs):
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    assert name in str(info.value), str(info.value)
+
+
+def test_cvae_requires_labels(tiny):
+    cvae, x, y = tiny["cvae"], tiny["x"], tiny["y"]
+    _raises(ValueError, "labels", evaluate.negative_elbo, cvae, x)
+    _raises(ValueError, "labels", evaluate.importance_weighted_nll, cvae, x, k=2)
+    _raises(ValueError, "labels", evaluate.reconstruction_error, cvae, x)
+    _raises(TypeError, "labels", evaluate.negative_elbo, cvae, x, y.int())
+    _raises(TypeError, "labels", evaluate.negative_elbo, cvae, x, y.float())
+    _raises(ValueError, "labels", evaluate.negative_elbo, cvae, x, y[:-1])
+    _raises(ValueError, "labels", evaluate.negative_elbo, cvae, x, y + 3)
+    # with labels, all three work
+    evaluate.negative_elbo(cvae, x, y)
+    evaluate.importance_weighted_nll(cvae, x, k=2, labels=y)
+
+
+def test_bad_arguments_name_the_argument(tiny):
+    vae, ae, x = tiny["vae"], tiny["ae"], tiny["x"]
+    _raises(TypeError, "model", evaluate.negative_elbo, ae, x)
+    _raises(TypeError, "model", evaluate.importance_weighted_nll, ae, x)
+    for bad in (0, -3, 2.5):
+        _raises(ValueError, "k", evaluate.importance_weighted_nll, vae, x, k=bad)
+        _raises(ValueError, "batch_size", evaluate.negative_elbo, vae, x, batch_size=bad)
+    _raises(TypeError, "images", evaluate.negative_elbo, vae, (x * 255).to(torch.uint8))
+    _raises(ValueError, "images", evaluate.negative_elbo, vae, x.view(60, 16))
+    _raises(ValueError, "images", evaluate.importance_weighted_nll, vae, x * 2)
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    _raises(ValueError, "images", evaluate.reconstruction_error, ae, nan)

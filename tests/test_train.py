@@ -1,0 +1,425 @@
+"""Tests of vae_course.train: the loss falls, the history, seeding, the non-finite guard,
+checkpoints (atomic, safe to load, config-checked), beta and denoising."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import pickle
+
+import pytest
+import torch
+
+from vae_course import evaluate, models, train
+
+SHAPE = (1, 4, 4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _dataset(n=64, seed=0):
+    """Binary 4x4 images: noisy copies of two prototypes (learnable), labels = prototype."""
+    g = _gen(seed)
+    protos = torch.tensor([[1.0] * 8 + [0.0] * 8, [0.0, 1.0] * 8]).view(2, *SHAPE)
+    y = torch.randint(0, 2, (n,), generator=g)
+    flip = torch.rand(n, *SHAPE, generator=g) < 0.05
+    x = torch.where(flip, 1 - protos[y], protos[y])
+    return x, y
+
+
+def _model(cls=models.VAE, seed=0, **kw):
+    torch.manual_seed(seed)
+    kw = {"image_shape": SHAPE, "hidden_dims": (16,), "latent_dim": 2, **kw}
+    return cls(**kw)
+
+
+def _fit(model, x, y=None, **kw):
+    kw = {"epochs": 3, "batch_size": 16, "lr": 1e-2, "device": "cpu", "progress": False, **kw}
+    return train.fit(model, x, y, **kw)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------- learning and history
+
+@pytest.mark.parametrize("cls", [models.Autoencoder, models.VAE, models.CVAE])
+def test_loss_decreases_on_a_learnable_dataset(cls):
+    x, y = _dataset()
+    model = _model(cls, num_classes=2) if cls is models.CVAE else _model(cls)
+    history = _fit(model, x, y if cls is models.CVAE else None, epochs=12, batch_size=32, lr=2e-2)
+    first, last = history.train["total"][0], history.train["total"][-1]
+    assert last < 0.75 * first, history.train["total"]
+    assert not model.training  # fit leaves the model in eval mode
+
+
+def test_history_has_every_part_every_epoch():
+    x, y = _dataset()
+    tx, ty = _dataset(20, seed=1)
+    model = _model(models.VAE)
+    history = _fit(model, x, epochs=4, beta=2.0, test_images=tx)
+    assert history.epochs == 4
+    for split in (history.train, history.test):
+        assert set(split) == {"total", "reconstruction", "kl"}
+        assert all(len(v) == 4 for v in split.values())
+        for total, recon, kl in zip(split["total"], split["reconstruction"], split["kl"]):
+            assert total == pytest.approx(recon + 2.0 * kl, rel=1e-5)
+            assert kl >= 0 and recon > 0
+    assert len(history.seconds) == len(history.samples_per_second) == 4
+    assert all(s > 0 for s in history.seconds)
+    # the last test entry is the held-out loss of the final model
+    final = evaluate.loss_parts(model, tx, beta=2.0)
+    assert history.test["total"][-1] == pytest.approx(final.total, rel=1e-6)
+    d = history.as_dict()
+    assert d["train"] is history.train and d["test"] is history.test
+
+
+def test_history_without_test_images_has_empty_test_lists():
+    x, _ = _dataset()
+    history = _fit(_model(), x, epochs=2)
+    assert all(v == [] for v in history.test.values())
+    assert all(len(v) == 2 for v in history.train.values())
+
+
+def test_train_epoch_mean_is_over_all_examples_with_a_short_last_batch():
+    """Epoch mean = sum over all examples / n, also when the last batch is smaller."""
+    x, _ = _dataset(10)
+    model = _model(models.Autoencoder)
+    snapshot = copy.deepcopy(model)
+    history = _fit(model, x, epochs=1, batch_size=4, lr=1e-12)  # lr ~ 0: weights barely move
+    expected = snapshot.loss(x).total.mean().item()
+    assert history.train["total"][0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_same_seed_same_result_different_seed_different_result():
+    x, _ = _dataset()
+    a, b, c = _model(seed=1), _model(seed=1), _model(seed=1)
+    ha = _fit(a, x, seed=5)
+    hb = _fit(b, x, seed=5)
+    hc = _fit(c, x, seed=6)
+    assert ha.train == hb.train
+    assert _same_weights(a, b)
+    assert ha.train != hc.train
+    assert not _same_weights(a, c)
+
+
+def test_beta_zero_does_not_penalize_kl():
+    x, _ = _dataset()
+    free, tied = _model(seed=2), _model(seed=2)
+    h0 = _fit(free, x, beta=0.0, epochs=8, batch_size=32, lr=2e-2)
+    h1 = _fit(tied, x, beta=1.0, epochs=8, batch_size=32, lr=2e-2)
+    assert h0.train["total"] == h0.train["reconstruction"]
+    assert h1.train["total"] != h1.train["reconstruction"]
+    # without the KL penalty q(z|x) drifts away from the prior; with it, it stays closer
+    assert h0.train["kl"][-1] > 2 * h1.train["kl"][-1]
+
+
+def test_beta_zero_gives_the_kl_no_gradient():
+    x, _ = _dataset(8)
+    model = _model()
+    torch.manual_seed(0)
+    model.loss(x, beta=0.0).total.mean().backward()
+    g0 = model.logvar_head.weight.grad.clone()
+    model.zero_grad()
+    torch.manual_seed(0)
+    model.loss(x, beta=0.0).reconstruction.mean().backward()
+    assert torch.equal(g0, model.logvar_head.weight.grad)
+
+
+def test_cvae_trains_with_labels():
+    x, y = _dataset()
+    model = _model(models.CVAE, num_classes=2)
+    history = _fit(model, x, y, epochs=2, test_images=x[:10], test_labels=y[:10])
+    assert len(history.test["total"]) == 2
+
+
+def test_autoencoder_accepts_unused_labels():
+    x, y = _dataset()
+    history = _fit(_model(models.Autoencoder), x, y, epochs=1)
+    assert history.epochs == 1
+
+
+def test_corrupt_denoising_autoencoder():
+    x, _ = _dataset(32)
+    calls = []
+
+    def corrupt(batch):
+        calls.append(batch.clone())
+        return batch * (torch.rand(batch.shape) > 0.3)
+
+    model = _model(models.Autoencoder)
+    history = _fit(model, x, epochs=2, batch_size=8, corrupt=corrupt)
+    assert len(calls) == 2 * 4  # once per step
+    seen = torch.cat(calls)
+    assert seen.shape == (64, *SHAPE)
+    # it corrupts clean training images: every batch row is one of the images, each once per epoch
+    rows = {tuple(r.flatten().tolist()) for r in seen}
+    assert rows == {tuple(r.flatten().tolist()) for r in x}
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in history.train.values())
+
+
+def test_corrupt_is_refused_for_a_vae():
+    x, _ = _dataset(8)
+    for cls in (models.VAE, models.CVAE):
+        model = _model(cls)
+        with pytest.raises(ValueError, match="corrupt"):
+            _fit(model, x, torch.zeros(8, dtype=torch.int64), corrupt=lambda b: b)
+
+
+# ---------------------------------------------------------------- non-finite loss
+
+class _Snapshots:
+    """Forward pre-hook keeping a copy of the weights at every forward pass."""
+
+    def __init__(self, model):
+        self.model, self.last = model, None
+        model.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.last = copy.deepcopy(self.model.state_dict())
+
+
+def test_blowup_raises_before_the_optimizer_step():
+    x, _ = _dataset()
+    model = _model()
+    snaps = _Snapshots(model)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        _fit(model, x, lr=1e10, epochs=5)
+    assert snaps.last is not None
+    now = model.state_dict()
+    # weights equal those used in the failing forward pass: no step was taken after it
+    assert all(torch.equal(now[k], snaps.last[k]) for k in now)
+    assert all(torch.isfinite(v).all() for v in now.values())
+
+
+def test_nan_weights_raise_and_leave_parameters_unchanged():
+    x, _ = _dataset()
+    model = _model()
+    with torch.no_grad():
+        model.decoder[0].weight[0, 0] = float("nan")
+    before = copy.deepcopy(model)
+    with pytest.raises(FloatingPointError):
+        _fit(model, x, epochs=2)
+    for (name, p), q in zip(model.named_parameters(), before.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True, msg=name)
+
+
+def test_nonfinite_gradient_with_finite_loss_is_caught(monkeypatch):
+    """A finite loss whose gradient is not finite also stops training before the step."""
+    x, _ = _dataset(16)
+    model = _model(models.Autoencoder)
+    before = copy.deepcopy(model)
+
+    class InfGrad(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, t):
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * float("inf")
+
+    original = models.Autoencoder.loss
+
+    def loss(self, x, y=None, beta=1.0, x_in=None):
+        parts = original(self, x, y, beta, x_in)
+        return parts._replace(total=InfGrad.apply(parts.total))
+
+    monkeypatch.setattr(models.Autoencoder, "loss", loss)
+    with pytest.raises(FloatingPointError, match="gradient"):
+        _fit(model, x, epochs=1)
+    assert _same_weights(model, before)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def _outputs(model, x, y=None):
+    cond = (y,) if model.conditional else ()
+    z = torch.randn(x.shape[0], model.latent_dim, generator=_gen(3))
+    enc = model.encode(x, *cond)
+    enc = enc if isinstance(enc, tuple) else (enc,)
+    return (*enc, model.decode(z, *cond))
+
+
+@pytest.mark.parametrize("cls", [models.Autoencoder, models.VAE, models.CVAE])
+def test_checkpoint_roundtrip(cls, tmp_path):
+    x, y = _dataset()
+    model = _model(cls, num_classes=2) if cls is models.CVAE else _model(cls)
+    path = tmp_path / "sub" / "model.pt"
+    history = _fit(model, x, y if model.conditional else None, epochs=2, checkpoint=path)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no *.tmp left
+    loaded = train.load_checkpoint(path)
+    assert type(loaded) is cls and loaded.config == model.config
+    for a, b in zip(_outputs(model, x, y), _outputs(loaded, x, y)):
+        assert torch.equal(a, b)
+    # loading into a fresh model of the same config gives the same weights
+    into = _model(cls, seed=9, num_classes=2) if cls is models.CVAE else _model(cls, seed=9)
+    assert not _same_weights(into, model)
+    assert train.load_checkpoint(path, into) is into
+    assert _same_weights(into, model)
+    state = torch.load(path, weights_only=True)
+    assert state["history"]["train"] == history.train
+    assert state["optimizer"] is not None
+
+
+def test_save_checkpoint_is_atomic_when_writing_fails(tmp_path, monkeypatch):
+    x, _ = _dataset()
+    model = _model()
+    path = train.save_checkpoint(model, tmp_path / "m.pt")
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def failing_save(obj, f, *a, **k):
+        f.write(b"partial garbage")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    other = _model(seed=4)
+    with pytest.raises(OSError):
+        train.save_checkpoint(other, path)
+    monkeypatch.setattr(torch, "save", real_save)
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    assert _same_weights(train.load_checkpoint(path), model)
+
+
+def test_load_into_a_different_config_names_the_field(tmp_path):
+    path = train.save_checkpoint(_model(), tmp_path / "m.pt")
+    for field, kw in [("latent_dim", {"latent_dim": 3}), ("hidden_dims", {"hidden_dims": (8,)}),
+                      ("likelihood", {"likelihood": "gaussian"}), ("image_shape", {"image_shape": (1, 2, 8)})]:
+        with pytest.raises(ValueError, match=field):
+            train.load_checkpoint(path, _model(**kw))
+    with pytest.raises(ValueError, match="model_class"):
+        train.load_checkpoint(path, _model(models.Autoencoder))
+    with pytest.raises(FileNotFoundError):
+        train.load_checkpoint(tmp_path / "missing.pt")
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+@pytest.mark.parametrize("via", ["torch", "pickle"])
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, via):
+    marker = tmp_path / "marker"
+    path = tmp_path / "evil.pt"
+    state = {"model_class": "VAE", "config": _model().config, "state_dict": {}, "payload": _Evil(marker)}
+    if via == "torch":
+        torch.save(state, path)
+    else:
+        path.write_bytes(pickle.dumps(state, protocol=2))
+    with pytest.raises(ValueError, match="evil.pt"):
+        train.load_checkpoint(path)
+    assert not marker.exists()
+    # the file really is malicious: an unsafe load runs the payload
+    if via == "pickle":
+        pickle.loads(path.read_bytes())
+    else:
+        torch.load(path, weights_only=False)
+    assert marker.exists()
+
+
+def test_corrupt_or_foreign_checkpoint_raises_value_error(tmp_path):
+    good = train.save_checkpoint(_model(), tmp_path / "good.pt").read_bytes()
+    cases = {
+        "truncated.pt": good[: len(good) // 2],
+        "empty.pt": b"",
+        "garbage.pt": bytes(range(256)) * 8,
+    }
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match="path"):
+            train.load_checkpoint(tmp_path / name)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="checkpoint"):
+        train.load_checkpoint(tmp_path / "foreign.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError):
+        train.load_checkpoint(tmp_path / "list.pt")
+    torch.save({"model_class": "Evil", "config": {}, "state_dict": {}}, tmp_path / "cls.pt")
+    with pytest.raises(ValueError, match="model_class"):
+        train.load_checkpoint(tmp_path / "cls.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_evaluate_and_checkpoint_on_cuda(tmp_path):
+    x, y = _dataset()
+    model = _model(models.CVAE, num_classes=2)
+    history = _fit(model, x, y, device="cuda", checkpoint=tmp_path / "m.pt", test_images=x[:8], test_labels=y[:8])
+    assert model.device.type == "cuda"
+    assert all(math.isfinite(v) for v in history.train["total"] + history.test["total"])
+    est = evaluate.negative_elbo(model, x[:8], y[:8])
+    assert math.isfinite(est.total)
+    assert model.sample(3, 1).device.type == "cuda"
+    loaded = train.load_checkpoint(tmp_path / "m.pt")  # map_location="cpu"
+    assert loaded.device.type == "cpu"
+    z = torch.randn(4, 2, generator=_gen(0))
+    torch.testing.assert_close(loaded.decode(z, y[:4]), model.decode(z.cuda(), y[:4].cuda()).cpu(),
+                               rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- bad arguments
+
+def _raises(exc, name, fn, *args, **kwargs):
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    assert name in str(info.value), str(info.value)
+
+
+def test_fit_bad_arguments_name_the_argument():
+    x, y = _dataset(8)
+    model = _model()
+    for field, bad in [("epochs", 0), ("epochs", -1), ("epochs", 1.5), ("batch_size", 0),
+                       ("lr", -1), ("lr", 0), ("lr", float("nan")), ("lr", float("inf")),
+                       ("beta", float("nan")), ("beta", -0.5), ("beta", float("inf"))]:
+        _raises(ValueError, field, _fit, model, x, **{field: bad})
+    _raises(TypeError, "images", _fit, model, (x * 255).to(torch.uint8))
+    _raises(TypeError, "images", _fit, model, x.numpy())
+    _raises(ValueError, "images", _fit, model, x.view(8, 16))
+    _raises(ValueError, "images", _fit, model, x * 3)
+    nan = x.clone()
+    nan[2, 0, 1, 1] = float("nan")
+    _raises(ValueError, "images", _fit, model, nan)
+    _raises(ValueError, "test_images", _fit, model, x, test_images=torch.rand(3, 1, 4, 5))
+    _raises(TypeError, "labels", _fit, model, x, y.int())
+    _raises(TypeError, "labels", _fit, model, x, y.tolist())
+    _raises(ValueError, "labels", _fit, model, x, y[:5])
+    _raises(ValueError, "labels", _fit, model, x, y - 5)
+
+
+def test_fit_cvae_label_checks():
+    x, y = _dataset(8)
+    model = _model(models.CVAE, num_classes=2)
+    _raises(ValueError, "labels", _fit, model, x)  # a CVAE without labels
+    _raises(TypeError, "labels", _fit, model, x, y.float())
+    _raises(TypeError, "labels", _fit, model, x, y.to(torch.int32))
+    _raises(ValueError, "labels", _fit, model, x, y + 1)  # 2 is out of range for 2 classes
+    _raises(ValueError, "labels", _fit, model, x, y[:7])
+    _raises(ValueError, "test_labels", _fit, model, x, y, test_images=x)
+    _raises(ValueError, "test_labels", _fit, model, x, y, test_images=x, test_labels=y[:3])
+
+
+def test_bad_arguments_leave_the_model_untouched():
+    x, _ = _dataset(8)
+    model = _model()
+    before = copy.deepcopy(model)
+    with pytest.raises(ValueError):
+        _fit(model, x, lr=-1)
+    assert _same_weights(model, before)
