@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 # Ten clearly distinct colours for the ten digits (matplotlib's tab10).
 DIGIT_COLORS = plt.get_cmap("tab10").colors
@@ -173,6 +174,7 @@ def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total"
             if h.test[part]:
                 ax.plot(epochs, h.test[part], color=color, linestyle="--", label=f"{name} (test)")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5" on short runs
         ax.set_ylabel(ylabel)
         ax.set_title(part if len(parts) > 1 else title)
         ax.grid(alpha=0.3)
@@ -238,5 +240,38 @@ def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruct
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
     ax.set_title(title)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def gaussian_contours(gaussians: Mapping[str, tuple], title: str = "Gaussians in a 2-D latent space",
+                      xlabel: str = "$z_1$", ylabel: str = "$z_2$", levels: Sequence[float] = (1.0, 2.0)) -> Figure:
+    """Contours of 2-D Gaussians in one panel, e.g. a posterior p(z|x) and approximations q(z|x).
+
+    ``gaussians`` maps a legend name to ``(mean (2,), cov (2, 2))`` (tensors or arrays). Each is drawn
+    as ellipses at Mahalanobis distances ``levels`` (1 and 2: about 39% and 86% of the mass), the
+    first solid and the others dashed, with a ``+`` at the mean; axes have equal scales.
+    """
+    fig, ax = plt.subplots(figsize=(7.8, 4.8))
+    angle = np.linspace(0.0, 2.0 * np.pi, 200)
+    circle = np.stack([np.cos(angle), np.sin(angle)])  # (2, 200)
+    for i, (name, (mean, cov)) in enumerate(gaussians.items()):
+        mean = np.asarray(torch.as_tensor(mean).detach().cpu(), dtype=float).reshape(2)
+        cov = np.asarray(torch.as_tensor(cov).detach().cpu(), dtype=float).reshape(2, 2)
+        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+            raise ValueError(f"gaussians[{name!r}]: expected a symmetric positive-definite (2, 2) covariance")
+        root = np.linalg.cholesky(cov)
+        color = f"C{i}"
+        for j, level in enumerate(levels):
+            xy = mean[:, None] + level * root @ circle
+            ax.plot(xy[0], xy[1], color=color, lw=2 if j == 0 else 1.2, linestyle="-" if j == 0 else "--",
+                    label=name if j == 0 else None)
+        ax.plot(*mean, marker="+", ms=12, mew=2, color=color)
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
