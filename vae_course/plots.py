@@ -141,11 +141,12 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
     canvas = tile(pixels, n, pad=0)
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ticks = np.arange(n) * w + w / 2
-    labels = [f"{v:.1f}" for v in q.tolist()]
-    step = max(1, n // 5)
-    ax.set_xticks(ticks[::step], labels[::step])
-    ax.set_yticks(ticks[::step], labels[::-1][::step])
+    # Five ticks, symmetric about the centre: first, last and evenly between.
+    idx = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
+    centres = np.arange(n) * w + w / 2
+    values = q.tolist()
+    ax.set_xticks(centres[idx], [f"{values[i]:.2f}" for i in idx])
+    ax.set_yticks(centres[idx], [f"{values[n - 1 - i]:.2f}" for i in idx])
     ax.set_xlabel(f"$z_{dims[0] + 1}$ (Gaussian quantiles 5%..95%)")
     ax.set_ylabel(f"$z_{dims[1] + 1}$")
     ax.set_title(title)
