@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vae_course import evaluate, losses, models, train
+from helpers import gen
 
 SHAPE = (1, 2, 2)
 ALL_IMAGES = torch.tensor(list(itertools.product([0.0, 1.0], repeat=4)), dtype=torch.float64).view(16, *SHAPE)
@@ -18,17 +19,7 @@ GRID = torch.linspace(-12.0, 12.0, 48_001, dtype=torch.float64)  # dz = 0.0005
 DZ = float(GRID[1] - GRID[0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+_gen = gen  # one seeded generator per call (tests/helpers.py)
 
 
 def _training_data(n=256, seed=0):

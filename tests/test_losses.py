@@ -11,19 +11,10 @@ from hypothesis import strategies as st
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
 from vae_course import losses
+from helpers import gen
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+_gen = gen  # one seeded generator per call (tests/helpers.py)
 
 
 def _reference_kl(mu, logvar, mu_p=None, logvar_p=None):

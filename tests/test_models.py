@@ -8,21 +8,12 @@ import pytest
 import torch
 
 from vae_course import losses, models
+from helpers import gen
 
 SHAPE = (1, 4, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+_gen = gen  # one seeded generator per call (tests/helpers.py)
 
 
 def _images(n=5, shape=SHAPE, seed=0):

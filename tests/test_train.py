@@ -11,21 +11,12 @@ import pytest
 import torch
 
 from vae_course import evaluate, models, train
+from helpers import gen
 
 SHAPE = (1, 4, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and never waits for a busy second core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+_gen = gen  # one seeded generator per call (tests/helpers.py)
 
 
 def _dataset(n=64, seed=0):
