@@ -502,3 +502,29 @@ def test_data_dir_that_is_a_file_is_refused(tmp_path):
 
 def test_source_is_none_before_any_load():
     assert mnist_source("train") is None and mnist_source_description("test") is None
+
+
+# ---------------------------------------------------------------------------------------
+# Teaching data made in code
+
+
+def test_add_gaussian_noise_is_reproducible_clamped_and_has_the_asked_spread():
+    from vae_course.data import add_gaussian_noise
+
+    x = torch.full((2000, 1, 4, 4), 0.5)
+    a = add_gaussian_noise(x, 0.1, torch.Generator().manual_seed(0))
+    b = add_gaussian_noise(x, 0.1, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.shape == x.shape and a.dtype == x.dtype
+    assert abs(float((a - x).std()) - 0.1) < 0.005  # 0.5 +- 0.1 is almost never clamped
+    wide = add_gaussian_noise(x, 3.0, torch.Generator().manual_seed(0))
+    assert float(wide.min()) == 0.0 and float(wide.max()) == 1.0
+    assert torch.equal(add_gaussian_noise(x, 0.0), x)
+
+
+def test_add_gaussian_noise_rejects_bad_arguments():
+    from vae_course.data import add_gaussian_noise
+
+    with pytest.raises(ValueError, match="std"):
+        add_gaussian_noise(torch.rand(2, 1, 4, 4), -0.1)
+    with pytest.raises(TypeError, match="images"):
+        add_gaussian_noise(torch.ones(2, 4, dtype=torch.int64), 0.1)

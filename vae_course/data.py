@@ -60,6 +60,7 @@ __all__ = [
     "read_idx",
     "read_mnist_images",
     "read_mnist_labels",
+    "add_gaussian_noise",
 ]
 
 SPLITS = ("train", "test")
@@ -685,3 +686,30 @@ def _is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# ----------------------------------------------------------------------------------------
+# Teaching data made in code
+
+
+def add_gaussian_noise(images: torch.Tensor, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Corrupt images with Gaussian pixel noise, clamped back to [0, 1]: the input of a denoising
+    autoencoder (Vincent et al. 2008), which learns to map it back to the clean image.
+
+    Args:
+        images: ``(N, ...)`` float tensor in [0, 1].
+        std: the noise's standard deviation, in pixel units (>= 0).
+        generator: a CPU ``torch.Generator`` for reproducible noise (default: torch's global RNG).
+
+    Returns:
+        A new tensor of the same shape, dtype and device, in [0, 1].
+
+    Raises:
+        TypeError: ``images`` is not a floating-point tensor. ValueError: ``std`` < 0 or not finite.
+    """
+    from vae_course import validate
+
+    validate.floating(images, "images")
+    std = validate.positive_float(std, "std", allow_zero=True)
+    noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+    return (images + std * noise).clamp(0.0, 1.0)

@@ -57,8 +57,9 @@ def image_grid(images, ncols: int = 10, title: str = "", labels: Sequence | None
     n = len(arr)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
-                             squeeze=False)
+    extra = (0.4 if title else 0) + (0.2 * nrows if labels is not None else 0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + extra), squeeze=False,
+                             layout="constrained")  # leaves room for the title above the labels
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
@@ -67,7 +68,6 @@ def image_grid(images, ncols: int = 10, title: str = "", labels: Sequence | None
                 ax.set_title(str(labels[i]), fontsize=9, pad=2)
     if title:
         fig.suptitle(title)
-    fig.tight_layout(pad=0.3)
     return fig
 
 
