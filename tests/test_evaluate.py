@@ -283,3 +283,17 @@ def test_bad_arguments_name_the_argument(tiny):
     nan = x.clone()
     nan[0, 0, 0, 0] = float("nan")
     _raises(ValueError, "images", evaluate.reconstruction_error, ae, nan)
+
+
+def test_digit_classifier_reads_clear_patterns_and_gives_graded_confidence():
+    g = _gen(5)
+    protos = torch.eye(4).view(4, 1, 2, 2)
+    y = torch.arange(200) % 4
+    x = (protos[y] + 0.15 * torch.rand(200, 1, 2, 2, generator=g)).clamp(0, 1)
+    clf = evaluate.train_digit_classifier(x[:150], y[:150])
+    assert evaluate.classifier_accuracy(clf, x[150:], y[150:]) == 1.0
+    assert evaluate.classifier_accuracy(clf, x[150:], (y[150:] + 1) % 4) == 0.0
+    ambiguous = torch.full((1, 1, 2, 2), 0.5)
+    assert clf.predict_proba(ambiguous.flatten(1).numpy()).max() < 1.0
+    with pytest.raises(ValueError, match="labels"):
+        evaluate.train_digit_classifier(x, y[:10])

@@ -179,3 +179,19 @@ def test_kl_explorer_shows_the_closed_form_and_redraws():
     assert w.png != png and w.image.value == w.png
     assert f"{w.kl:.3f} nats" in w.readout.value
     assert w.ax.get_title() == f"KL(q || p) = {w.kl:.3f} nats"
+
+
+def test_roc_axes_name_the_groups_and_densities_wrap_into_rows():
+    fig = plots.roc_curve([0.1, 0.9], [False, True], anomalies="rotated digits", normal="upright digits")
+    assert "rotated digits" in fig.axes[0].get_ylabel() and "upright digits" in fig.axes[0].get_xlabel()
+    fig = plots.gaussian_densities([(0.0, 1.0)] * 5)
+    drawn = [ax for ax in fig.axes if ax.lines]
+    assert len(drawn) == 5 and len(fig.axes) == 6  # 2 rows of 3, the last panel blank
+
+
+def test_cvae_one_hot_defaults_to_the_labels_length():
+    cvae = models.CVAE(hidden_dims=(8,), latent_dim=2, num_classes=4)
+    onehot = cvae.one_hot(torch.tensor([3, 0]))
+    assert onehot.tolist() == [[0, 0, 0, 1], [1, 0, 0, 0]]
+    with pytest.raises(ValueError, match="y"):
+        cvae.one_hot(torch.tensor([3, 0]), 3)

@@ -414,3 +414,11 @@ def test_bad_arguments_leave_the_model_untouched():
     with pytest.raises(ValueError):
         _fit(model, x, lr=-1)
     assert _same_weights(model, before)
+
+
+def test_epochs_for_steps_rounds_to_the_step_budget():
+    assert train.epochs_for_steps(4000, 4500, 128) == 111  # 36 steps per epoch
+    assert train.epochs_for_steps(4000, 60000, 128) == 9  # 469 steps per epoch
+    assert train.epochs_for_steps(10, 60000, 128) == 1  # never zero
+    with pytest.raises(ValueError, match="steps"):
+        train.epochs_for_steps(0, 100)

@@ -152,7 +152,8 @@ class VAE(_Base):
         super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
         cond = self.num_classes  # 0 for the VAE, number of classes for the CVAE
         trunk = [self.input_dim + cond, *self.hidden_dims]
-        self.encoder = nn.Sequential(mlp(trunk, self.act), self.act()) if self.hidden_dims else nn.Identity()
+        # Hidden layers, each followed by the activation (the heads below read the last one).
+        self.encoder = nn.Sequential(*mlp(trunk, self.act), self.act()) if self.hidden_dims else nn.Identity()
         self.mu_head = nn.Linear(trunk[-1], latent_dim)
         self.logvar_head = nn.Linear(trunk[-1], latent_dim)
         self.decoder = mlp([latent_dim + cond, *reversed(self.hidden_dims), self.input_dim], self.act)
@@ -220,8 +221,14 @@ class CVAE(VAE):
         self.num_classes = num_classes  # read by VAE.__init__ to widen the inputs
         super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
 
-    def one_hot(self, y: Tensor, n: int, name: str = "y") -> Tensor:
-        validate.labels(y, name, n, self.num_classes)
+    def one_hot(self, y: Tensor, n: int | None = None, name: str = "y") -> Tensor:
+        """Labels ``(N,)`` int64 -> one-hot ``(N, num_classes)`` float (1 at each label's index).
+
+        ``n``: the batch size the labels must match (checked; default ``len(y)``).
+        Raises TypeError / ValueError for labels of the wrong dtype, length or range."""
+        validate.tensor(y, name)
+        n = y.shape[0] if n is None and y.dim() >= 1 else n
+        validate.labels(y, name, n if n is not None else 0, self.num_classes)
         return nn.functional.one_hot(y, self.num_classes).to(self.mu_head.weight.dtype)
 
     def encode(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

@@ -141,8 +141,8 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
     canvas = tile(pixels, n, pad=0)
     fig, ax = plt.subplots(figsize=(7, 7))
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    # Five ticks, symmetric about the centre: first, last and evenly between.
-    idx = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))
+    # Ticks symmetric about the centre: the ends and the cells a quarter of the way in.
+    idx = np.unique([0, n // 4, n - 1 - n // 4, n - 1])
     centres = np.arange(n) * w + w / 2
     values = q.tolist()
     ax.set_xticks(centres[idx], [f"{values[i]:.2f}" for i in idx])
@@ -162,6 +162,10 @@ def interpolation(decode: Callable[[torch.Tensor], torch.Tensor], z_start: torch
     return image_grid(decode(z), ncols=steps, title=title, labels=[f"t={v:.2f}" for v in t.squeeze(1).tolist()])
 
 
+PART_TITLES = {"total": "total: negative ELBO", "reconstruction": "reconstruction: −log p(x|z)",
+               "kl": "KL(q(z|x) ‖ p(z))"}
+
+
 def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total",),
                 title: str = "Training curves", ylabel: str = "nats per example") -> Figure:
     """Loss per epoch for one or more ``History`` objects (``{"name": history}``), train solid and
@@ -177,7 +181,7 @@ def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total"
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no "epoch 1.5" on short runs
         ax.set_ylabel(ylabel)
-        ax.set_title(part if len(parts) > 1 else title)
+        ax.set_title(PART_TITLES.get(part, part) if len(parts) > 1 else title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if len(parts) > 1:
@@ -201,12 +205,18 @@ def draw_gaussians(ax: plt.Axes, mu: float, sigma: float, kl: float | None = Non
     ax.set_xlabel("$z$")
     ax.set_ylabel("density")
     ax.set_title("KL(q || p) = " + (f"{kl:.3f} nats" if kl is not None else "?"))
-    ax.legend(loc="upper right", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
 
 
-def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z) against the prior") -> Figure:
-    """One panel per ``(mu, sigma)`` pair: q against N(0, 1), with the closed-form KL in the title."""
-    fig, axes = plt.subplots(1, len(params), figsize=(4.2 * len(params), 3.4), squeeze=False)
+def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z) against the prior",
+                       ncols: int = 3) -> Figure:
+    """One panel per ``(mu, sigma)`` pair, ``ncols`` per row: q against N(0, 1), with the
+    closed-form KL in the title."""
+    ncols = min(ncols, len(params))
+    nrows = math.ceil(len(params) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.5 * nrows), squeeze=False)
+    for ax in axes.flat[len(params):]:
+        ax.axis("off")
     for ax, (mu, sigma) in zip(axes.flat, params):
         kl = 0.5 * (sigma ** 2 - math.log(sigma ** 2) - 1 + mu ** 2)
         draw_gaussians(ax, mu, sigma, kl)
@@ -232,13 +242,17 @@ def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: 
     return fig
 
 
-def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruction error") -> Figure:
-    """ROC curve of an anomaly score (higher = more anomalous), with its AUC in the legend."""
+def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruction error",
+              anomalies: str = "anomalies", normal: str = "normal examples") -> Figure:
+    """ROC curve of an anomaly score (higher = more anomalous), with its AUC in the legend.
+    ``anomalies`` / ``normal`` name the two groups on the axes (e.g. "rotated digits")."""
     from sklearn.metrics import RocCurveDisplay
 
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     RocCurveDisplay.from_predictions(np.asarray(is_anomaly), np.asarray(scores), ax=ax, name="reconstruction error")
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
+    ax.set_xlabel(f"false alarms: fraction of {normal} flagged")
+    ax.set_ylabel(f"detections: fraction of {anomalies} flagged")
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()

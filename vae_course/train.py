@@ -45,10 +45,24 @@ class History:
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (used for z ~ q(z|x) and weight init) and return a generator for
+    """Seed torch's global RNG (used for z ~ q(z|x) during training) and return a generator for
     the data order."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def epochs_for_steps(steps: int, n_examples: int, batch_size: int = 128) -> int:
+    """How many epochs give about ``steps`` optimizer steps on ``n_examples`` (at least 1).
+
+    Sample quality follows the number of optimizer steps more than the number of epochs, so the
+    notebooks set a step budget and derive epochs from the size of the data they got (the
+    4,500-digit offline subset or the 60,000 digits of full MNIST).
+    """
+    validate.positive_int(steps, "steps")
+    validate.positive_int(n_examples, "n_examples")
+    validate.positive_int(batch_size, "batch_size")
+    steps_per_epoch = -(-n_examples // batch_size)  # ceil: the last batch may be smaller
+    return max(1, round(steps / steps_per_epoch))
 
 
 def _check_data(model: nn.Module, images: Tensor, labels: Tensor | None, name: str) -> None:
@@ -96,8 +110,10 @@ def fit(
         labels: ``(N,)`` int64; required for a CVAE, otherwise unused.
         epochs, batch_size, lr: the usual; the last batch of an epoch may be smaller.
         beta: KL weight (1 = the ELBO; beta-VAE otherwise).
-        seed: seeds weight-free randomness: data order and z samples. Same seed, same device,
-            same result.
+        seed: seeds the data order and the z samples drawn during training. The weights are
+            initialised when the model is built, from torch's global RNG: call
+            ``torch.manual_seed`` before building it for a fully repeatable run. Same model
+            weights, seed and device: the same result, bit for bit on CPU.
         device: default ``settings().device`` (CUDA when present).
         test_images, test_labels: evaluated after every epoch (loss parts in ``history.test``).
         corrupt: for a denoising autoencoder, ``x -> corrupted x``; the loss scores the clean x.
