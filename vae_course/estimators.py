@@ -180,7 +180,7 @@ def monte_carlo_kl(
     chunk = max(1, _CHUNK_ELEMENTS // max(1, mu.numel()))
     for start in range(0, n_samples, chunk):
         s = min(chunk, n_samples - start)
-        eps = torch.randn((s, *mu.shape), generator=generator, dtype=torch.float64, device=mu.device)
+        eps = torch.randn((s, *mu.shape), generator=generator, dtype=torch.float64).to(mu.device)  # CPU generator, any device
         z = mu + std * eps
         log_ratio = log_normal_diag(z, mu, logvar) - log_normal_diag(z, mu_p, logvar_p)  # (s, N)
         c_mean = log_ratio.mean(0)

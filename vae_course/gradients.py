@@ -42,7 +42,7 @@ def reparameterization_gradients(f: Callable[[Tensor], Tensor], mu: Tensor, logv
         ``(grad_mu, grad_logvar)``, each ``(n, D)``: one estimate per row.
     """
     mu_n, logvar_n = _expand(mu, logvar, n)
-    eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype)
+    eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype).to(mu_n.device)
     z = mu_n + torch.exp(0.5 * logvar_n) * eps
     f(z).sum().backward()
     return mu_n.grad, logvar_n.grad
@@ -57,7 +57,7 @@ def score_function_gradients(f: Callable[[Tensor], Tensor], mu: Tensor, logvar: 
     """
     mu_n, logvar_n = _expand(mu, logvar, n)
     with torch.no_grad():
-        eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype)
+        eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype).to(mu_n.device)
         z = mu_n + torch.exp(0.5 * logvar_n) * eps
         values = f(z)
     # log N(z; mu, sigma^2) per row, up to a constant that has no gradient.
