@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from vae_course import validate
+from vae_course.estimators import kl_mvn
 
 DTYPE = torch.float64
 
@@ -275,21 +276,10 @@ def kl_gaussians_full(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor) -> Tensor:
     """
     m1, S1 = _check_gaussian(m1, S1, "m1", "S1")
     m2, S2 = _check_gaussian(m2, S2, "m2", "S2")
-    k = m1.shape[-1]
-    if m2.shape[-1] != k:
-        raise ValueError(f"m2: expected last dimension k = {k} to match m1, got {tuple(m2.shape)}")
-    try:
-        batch = torch.broadcast_shapes(m1.shape[:-1], S1.shape[:-2], m2.shape[:-1], S2.shape[:-2])
-    except RuntimeError as err:
-        raise ValueError(f"m1, S1, m2, S2: leading (batch) dimensions do not broadcast: {err}") from err
-    L1 = torch.linalg.cholesky(S1).expand(*batch, k, k)
-    L2 = torch.linalg.cholesky(S2).expand(*batch, k, k)
-    diff = (m2 - m1).expand(*batch, k).unsqueeze(-1)
-    trace = torch.linalg.solve_triangular(L2, L1, upper=False).pow(2).sum((-2, -1))  # ||L2^{-1} L1||_F^2
-    maha = torch.linalg.solve_triangular(L2, diff, upper=False).pow(2).sum((-2, -1))
-    log_det1 = 2.0 * torch.log(torch.diagonal(L1, dim1=-2, dim2=-1)).sum(-1)
-    log_det2 = 2.0 * torch.log(torch.diagonal(L2, dim1=-2, dim2=-1)).sum(-1)
-    return 0.5 * (trace + maha - k + log_det2 - log_det1)
+    if m2.shape[-1] != m1.shape[-1]:
+        raise ValueError(f"m2: expected last dimension k = {m1.shape[-1]} to match m1, got {tuple(m2.shape)}")
+    # One implementation of the formula in the package: notebook 03 derives and tests it.
+    return kl_mvn(m1, S1, m2, S2)
 
 
 def _q_moments(x, W, q_mean, q_cov, q_logvar):
