@@ -15,6 +15,8 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from vae_course import losses
+
 # Ten clearly distinct colours for the ten digits (matplotlib's tab10).
 DIGIT_COLORS = plt.get_cmap("tab10").colors
 
@@ -218,7 +220,8 @@ def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z)
     for ax in axes.flat[len(params):]:
         ax.axis("off")
     for ax, (mu, sigma) in zip(axes.flat, params):
-        kl = 0.5 * (sigma ** 2 - math.log(sigma ** 2) - 1 + mu ** 2)
+        kl = float(losses.gaussian_kl(torch.tensor([[float(mu)]], dtype=torch.float64),
+                                      torch.tensor([[2.0 * math.log(sigma)]], dtype=torch.float64)))
         draw_gaussians(ax, mu, sigma, kl)
     fig.suptitle(title)
     fig.tight_layout()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from vae_course import plots
+from vae_course import losses, plots
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 8) -> bytes:
@@ -113,8 +113,11 @@ def cvae_sliders(model, dims=None, limit: float = 3.0) -> LatentSliders:
 
 
 def gaussian_kl_1d(mu: float, sigma: float) -> float:
-    """KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (sigma^2 - ln sigma^2 - 1 + mu^2), in nats."""
-    return 0.5 * (sigma ** 2 - math.log(sigma ** 2) - 1.0 + mu ** 2)
+    """KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (sigma^2 - ln sigma^2 - 1 + mu^2), in nats: the
+    package's ``losses.gaussian_kl`` for one latent dimension."""
+    mu_t = torch.tensor([[float(mu)]], dtype=torch.float64)
+    logvar_t = torch.tensor([[2.0 * math.log(sigma)]], dtype=torch.float64)
+    return float(losses.gaussian_kl(mu_t, logvar_t))
 
 
 class KLExplorer(widgets.VBox):
