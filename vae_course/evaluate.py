@@ -83,11 +83,6 @@ def negative_elbo(model: VAE, images: Tensor, labels: Tensor | None = None, batc
     return loss_parts(model, images, labels, beta=1.0, batch_size=batch_size, seed=seed)
 
 
-def _log_normal(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
-    """log N(z; mu, diag exp(logvar)) summed over the last dimension."""
-    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu).pow(2) * (-logvar).exp()).sum(-1)
-
-
 @torch.no_grad()
 def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int) -> Tensor:
     """``(k, N)`` log importance weights log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x)."""
@@ -100,8 +95,8 @@ def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int) -> Tenso
     else:
         logits = model.decode(flat_z)
     log_px_z = -losses.reconstruction_nll(logits, x.repeat(k, *[1] * (x.dim() - 1)), model.likelihood).view(k, -1)
-    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-    log_qz = _log_normal(z, mu, logvar)
+    log_pz = model.prior_log_prob(z)  # N(0, I), or the model's own prior (e.g. a mixture)
+    log_qz = losses.gaussian_log_prob(z, mu, logvar)
     return log_px_z + log_pz - log_qz
 
 

@@ -172,3 +172,93 @@ def reconstruction_nll(decoder_output: Tensor, x: Tensor, likelihood: str, decod
     if likelihood == "gaussian":
         return gaussian_nll(decoder_output, x, decoder_logvar)
     raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+
+
+# ---------------------------------------------------------------- log-densities and a Monte Carlo KL
+# For priors whose KL against q(z|x) has no closed form (a mixture of Gaussians, notebook 08).
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0) -> Tensor:
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension, in nats.
+
+    ``-1/2 * sum_j (ln 2 pi + logvar_j + (z_j - mu_j)^2 / exp(logvar_j))``. The defaults give the
+    standard normal N(0, I).
+
+    Args:
+        z: ``(..., D)`` points.
+        mu, logvar: floats or tensors that broadcast against ``z`` (e.g. ``(N, D)`` against
+            ``(k, N, D)`` samples, or ``(K, D)`` components against ``(N, 1, D)`` points).
+
+    Returns:
+        ``(...)``: the broadcast shape without its last dimension.
+
+    Raises:
+        TypeError: ``z`` is not a floating-point tensor.
+    """
+    validate.floating(z, "z")
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    logvar = clamp_logvar(torch.as_tensor(logvar, dtype=z.dtype, device=z.device))
+    return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * (-logvar).exp()).sum(-1)
+
+
+def mixture_log_prob(z: Tensor, means: Tensor, logvars: Tensor, logits: Tensor) -> Tensor:
+    """log p(z) of a mixture of K diagonal Gaussians, in nats:
+    ``log sum_k pi_k N(z; m_k, diag exp(v_k))`` with ``pi = softmax(logits)``, computed as a
+    ``logsumexp`` over components (no ``exp`` of a log-density, so no underflow far from the means).
+
+    The mixture-of-Gaussians prior of Dilokthanakul et al. (2016) and Tomczak & Welling (2018,
+    "VAE with a VampPrior", Sec. 2), whose VampPrior is a mixture with encoder-made components.
+
+    Args:
+        z: ``(..., D)`` points.
+        means, logvars: ``(K, D)`` each component's mean and log-variance.
+        logits: ``(K,)`` unnormalised log mixture weights.
+
+    Returns:
+        ``(...)`` log-densities.
+
+    Raises:
+        TypeError: a non-float tensor. ValueError: shapes that do not match (names the argument).
+    """
+    for value, name in ((z, "z"), (means, "means"), (logvars, "logvars"), (logits, "logits")):
+        validate.floating(value, name)
+    if means.dim() != 2:
+        raise ValueError(f"means: expected shape (K, D), got {tuple(means.shape)}")
+    validate.same_shape(means, "means", logvars, "logvars")
+    if tuple(logits.shape) != (means.shape[0],):
+        raise ValueError(f"logits: expected shape ({means.shape[0]},) (one per component), got {tuple(logits.shape)}")
+    if z.dim() < 1 or z.shape[-1] != means.shape[1]:
+        raise ValueError(f"z: expected shape (..., {means.shape[1]}) to match the means, got {tuple(z.shape)}")
+    log_weights = torch.log_softmax(logits, dim=0)                       # (K,)
+    per_component = gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (..., K)
+    return torch.logsumexp(per_component + log_weights, dim=-1)
+
+
+def monte_carlo_kl(z: Tensor, mu: Tensor, logvar: Tensor, log_prior: Tensor) -> Tensor:
+    """A one-sample Monte Carlo estimate of KL(q(z|x) || p(z)) per example, in nats:
+    ``log q(z|x) - log p(z)`` at a sample ``z ~ q(z|x)``.
+
+    Unbiased (its mean over samples is the KL) but noisy, and a single estimate can be negative.
+    Used when the KL has no closed form, e.g. for a mixture prior (Kingma & Welling 2014, eq. 6
+    with the KL inside the expectation).
+
+    Args:
+        z: ``(N, D)`` a sample of q(z|x) (reparameterized, so gradients reach mu and logvar).
+        mu, logvar: ``(N, D)`` q(z|x)'s parameters.
+        log_prior: ``(N,)`` log p(z) at that sample.
+
+    Returns:
+        ``(N,)`` nats.
+
+    Raises:
+        TypeError / ValueError: non-float tensors or shapes that differ (the message names the argument).
+    """
+    validate.floating(z, "z")
+    validate.floating(log_prior, "log_prior")
+    validate.same_shape(z, "z", mu, "mu")
+    validate.same_shape(z, "z", logvar, "logvar")
+    if tuple(log_prior.shape) != tuple(z.shape[:-1]):
+        raise ValueError(f"log_prior: expected shape {tuple(z.shape[:-1])} (one per sample), got {tuple(log_prior.shape)}")
+    return gaussian_log_prob(z, mu, logvar) - log_prior

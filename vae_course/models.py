@@ -197,6 +197,11 @@ class VAE(_Base):
         mu, _ = self.encode(x)
         return self.to_pixels(self.decode(mu))
 
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) under the prior N(0, I), nats: ``(..., latent_dim) -> (...)``. Models with
+        another prior override this; ``evaluate.importance_weighted_nll`` calls it."""
+        return losses.gaussian_log_prob(z)
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` images in [0, 1] decoded from z ~ N(0, I): ``(n, *image_shape)``."""
@@ -267,4 +272,134 @@ class CVAE(VAE):
         return self.to_pixels(self.decode(z, validate.tensor(y, "y").to(self.device)))
 
 
-MODELS = {cls.__name__: cls for cls in (Autoencoder, VAE, CVAE)}
+class MixturePriorVAE(VAE):
+    """A VAE whose prior is a learned mixture of K diagonal Gaussians instead of N(0, I):
+    ``p(z) = sum_k pi_k N(z; m_k, diag exp(v_k))``, with the means ``m``, log-variances ``v`` and
+    mixture logits (``pi = softmax(logits)``) trained with the rest of the model.
+
+    The KL between the Gaussian q(z|x) and a mixture has no closed form, so the loss uses the
+    one-sample Monte Carlo estimate ``log q(z|x) - log p(z)`` at the same z that the decoder
+    sees (``losses.monte_carlo_kl``). Mixture priors in VAEs: Dilokthanakul et al. (2016),
+    "Deep Unsupervised Clustering with Gaussian Mixture VAEs"; Tomczak & Welling (2018), "VAE
+    with a VampPrior" (Sec. 2, the MoG prior as the baseline of the VampPrior).
+
+    Args: as ``VAE`` plus ``n_components`` (K >= 1). The means start at random points drawn from
+    N(0, I) (torch's global RNG, like the weights), the variances at 1, the weights equal.
+    With K = 1 and the component fixed at N(0, I) this is the plain VAE with a noisy KL.
+    """
+
+    def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
+                 likelihood="bernoulli", activation="relu", n_components=10):
+        validate.positive_int(n_components, "n_components")
+        super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
+        self.n_components = n_components
+        self.prior_means = nn.Parameter(torch.randn(n_components, latent_dim))
+        self.prior_logvars = nn.Parameter(torch.zeros(n_components, latent_dim))
+        self.prior_logits = nn.Parameter(torch.zeros(n_components))
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "n_components": self.n_components}
+
+    @property
+    def prior_weights(self) -> Tensor:
+        """``(K,)`` mixture weights pi (softmax of the logits), summing to 1."""
+        return torch.softmax(self.prior_logits, dim=0)
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """log p(z) under the mixture prior, nats: ``(..., latent_dim) -> (...)`` (a logsumexp over
+        components, ``losses.mixture_log_prob``)."""
+        validate.floating(z, "z")
+        if z.dim() < 1 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z: expected shape (..., {self.latent_dim}) (latent_dim={self.latent_dim}), got {tuple(z.shape)}")
+        return losses.mixture_log_prob(z, self.prior_means, self.prior_logvars, self.prior_logits)
+
+    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0) -> losses.LossParts:
+        """Negative ELBO per example ``(N,)`` in nats: reconstruction + beta * (one-sample Monte
+        Carlo KL). The KL part of a single example can be negative; its mean is the KL."""
+        validate.positive_float(beta, "beta", allow_zero=True)
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        recon = losses.reconstruction_nll(self.decode(z), x, self.likelihood)
+        kl = losses.monte_carlo_kl(z, mu, logvar, self.prior_log_prob(z))
+        return losses.LossParts(recon + beta * kl, recon, kl)
+
+    @torch.no_grad()
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(n, latent_dim)`` draws of z from the mixture: a component k ~ pi, then z ~ N(m_k, diag exp(v_k))."""
+        validate.positive_int(n, "n")
+        k = torch.multinomial(self.prior_weights.cpu(), n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.latent_dim, generator=generator)
+        std = torch.exp(0.5 * losses.clamp_logvar(self.prior_logvars.detach().cpu()))
+        return (self.prior_means.detach().cpu()[k] + std[k] * eps).to(self.device)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images in [0, 1] decoded from z drawn from the mixture prior: ``(n, *image_shape)``."""
+        return self.to_pixels(self.decode(self.sample_prior(n, generator)))
+
+
+def _check_conv_image_shape(image_shape) -> None:
+    ok = (isinstance(image_shape, (tuple, list)) and len(image_shape) == 3
+          and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in image_shape)
+          and image_shape[1] % 4 == 0 and image_shape[2] % 4 == 0)
+    if not ok:
+        raise ValueError("image_shape: expected (C, H, W) positive ints with H and W divisible by 4 "
+                         f"(two stride-2 convolutions), such as (1, 28, 28), got {image_shape!r}")
+
+
+class ConvVAE(VAE):
+    """A convolutional VAE: the same Gaussian q(z|x), prior N(0, I) and Bernoulli (or Gaussian)
+    decoder as ``VAE``, but the encoder is two stride-2 convolutions (28x28 -> 14x14 -> 7x7) and
+    the decoder mirrors them with transposed convolutions (7x7 -> 14x14 -> 28x28).
+
+    Convolutions share weights across positions, so the model knows that a stroke is a stroke
+    wherever it is; the MLP must learn each position separately. Architecture in the spirit of
+    the DCGAN-style VAEs of e.g. the TensorFlow CVAE tutorial, kept small for a CPU.
+
+    Args:
+        image_shape: ``(C, H, W)`` with H and W divisible by 4; default ``(1, 28, 28)``.
+        channels: ``(c1, c2)`` feature maps of the two convolutions (the decoder mirrors them).
+        latent_dim, likelihood, activation: as ``VAE``.
+
+    Raises:
+        ValueError: a bad ``image_shape`` or ``channels`` (the message names the argument).
+    """
+
+    def __init__(self, image_shape=MNIST_SHAPE, channels=(16, 32), latent_dim=20,
+                 likelihood="bernoulli", activation="relu"):
+        _check_conv_image_shape(image_shape)
+        if not (isinstance(channels, (tuple, list)) and len(channels) == 2
+                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
+            raise ValueError(f"channels: expected two positive ints such as (16, 32), got {channels!r}")
+        # Skip VAE.__init__ (it builds MLPs); _Base checks and stores the shared settings.
+        _Base.__init__(self, image_shape, (), latent_dim, likelihood, activation)
+        self.channels = tuple(channels)
+        (c_in, h, w), (c1, c2) = self.image_shape, self.channels
+        self.feature_shape = (c2, h // 4, w // 4)
+        n_features = math.prod(self.feature_shape)
+        # kernel 4, stride 2, padding 1 halves the size exactly (and the transpose doubles it).
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c_in, c1, 4, stride=2, padding=1), self.act(),
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), self.act(),
+            nn.Flatten())
+        self.mu_head = nn.Linear(n_features, latent_dim)
+        self.logvar_head = nn.Linear(n_features, latent_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, n_features), self.act(),
+            nn.Unflatten(1, self.feature_shape),
+            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), self.act(),
+            nn.ConvTranspose2d(c1, c_in, 4, stride=2, padding=1))
+
+    @property
+    def config(self) -> dict:
+        return dict(image_shape=list(self.image_shape), channels=list(self.channels), latent_dim=self.latent_dim,
+                    likelihood=self.likelihood, activation=self.activation)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, C, H, W)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``."""
+        self._check_x(x)
+        return self._heads(x)
+
+
+MODELS = {cls.__name__: cls for cls in (Autoencoder, VAE, CVAE, MixturePriorVAE, ConvVAE)}
