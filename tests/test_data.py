@@ -102,6 +102,9 @@ def data_dir(tmp_path, subset_cache) -> Path:
     return folder
 
 
+ERROR_MODES = {"missing": 404, "forbidden": 403, "unavailable": 503}
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves ``/<mode>/<file name>``; the mode says how to misbehave."""
 
@@ -109,12 +112,38 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
     delay_s = 0.0
 
+    release = threading.Event()  # "slow" transfers wait on it after the first half
+    stalled = threading.Event()  # set when a "slow" transfer has sent its first half
+
     def do_GET(self):  # noqa: N802 (http.server's name)
         self.hits.append(self.path)
         mode, _, name = self.path.strip("/").partition("/")
         body = self.files.get(name)
-        if mode == "missing" or body is None:
-            self.send_error(404)
+        if mode in ERROR_MODES or body is None:
+            self.send_error(ERROR_MODES.get(mode, 404))
+            return
+        if mode == "html":  # a captive portal or an error page served with 200 OK
+            page = b"<!DOCTYPE html><html><body>Please log in to continue</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        if mode == "redirect":  # an https mirror sending the client to plain http
+            self.send_response(302)
+            self.send_header("Location", f"http://example.com/{name}")
+            self.end_headers()
+            return
+        if mode == "slow":  # half the file, then a stall until the test releases it
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.stalled.set()
+            self.release.wait(30)
+            self.wfile.write(body[len(body) // 2:])
             return
         if mode == "bad":  # the right size, the wrong bytes
             body = bytes(b ^ 0xFF for b in body)
@@ -137,12 +166,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server(synthetic):
     """An HTTP server on 127.0.0.1 serving the synthetic files; yields (base URL, handler)."""
-    handler = type("Handler", (_Handler,), {"files": synthetic["files"], "hits": [], "delay_s": 0.0})
+    handler = type("Handler", (_Handler,), {"files": synthetic["files"], "hits": [], "delay_s": 0.0,
+                                            "release": threading.Event(), "stalled": threading.Event()})
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True  # do not wait on handler threads at close
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    handler.release.set()
     httpd.shutdown()
     httpd.server_close()
     thread.join()
@@ -528,3 +559,172 @@ def test_add_gaussian_noise_rejects_bad_arguments():
         add_gaussian_noise(torch.rand(2, 1, 4, 4), -0.1)
     with pytest.raises(TypeError, match="images"):
         add_gaussian_noise(torch.ones(2, 4, dtype=torch.int64), 0.1)
+
+
+# ----------------------------------------------------------------------------------------
+# Fault injection: every way a download can go wrong. After each fault no partial or
+# unverified file is at a final path, and the next call succeeds or says clearly why not.
+
+
+@pytest.fixture
+def hung_url():
+    """A loopback server that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}/"
+
+
+def only_verified_files(folder: Path, files: dict[str, bytes]) -> None:
+    """Every file of ``files`` in ``folder`` is absent or exactly the expected bytes; no ``.part``."""
+    assert no_leftovers(folder), sorted(p.name for p in folder.iterdir())
+    for name, content in files.items():
+        path = folder / name
+        assert not path.exists() or path.read_bytes() == content, f"unverified bytes at {path}"
+
+
+FAULTS = {  # mirror kind -> what the error message says
+    "hung": "timed out",
+    "refused": "refused",
+    "forbidden": "403",
+    "missing": "404",
+    "unavailable": "503",
+    "html": "announces",
+    "bad": "sha256",
+    "trunc": "IncompleteRead|bytes",
+    "short": "bytes",
+    "redirect": "not https; refused",
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_download_fault_then_next_call_succeeds(synthetic, server, data_dir, hung_url, refused_url,
+                                                monkeypatch, fault):
+    """Each fault alone: a clear RuntimeError naming the URL and the cause, nothing at the final
+    path. The same fault before a good mirror: that mirror is used. Then a plain load works."""
+    url, handler = server
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 0.5)  # the hung server costs 0.5 s, not 15
+    bad = {"hung": hung_url, "refused": refused_url}.get(fault, f"{url}/{fault}/")
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=FAULTS[fault]) as info:
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad], fallback=False)
+    assert time.perf_counter() - start < 5
+    assert bad.rstrip("/") + "/" + TRAIN_IMAGES in str(info.value)
+    assert not (data_dir / TRAIN_IMAGES).exists()
+    only_verified_files(data_dir, synthetic["files"])
+
+    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad, f"{url}/good/"], quiet=True)
+    assert mnist_source("train") == "download"
+    assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
+    only_verified_files(data_dir, synthetic["files"])
+    assert "example.com" not in "".join(handler.hits)  # the plain-http redirect was not followed
+
+
+def test_a_flipped_byte_in_the_cache_is_found_and_the_file_replaced(synthetic, server, data_dir):
+    url, handler = server
+    load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+    cached = data_dir / TRAIN_IMAGES
+    damaged = bytearray(cached.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01  # one bit of one byte: same size, other sha256
+    cached.write_bytes(bytes(damaged))
+    with pytest.warns(UserWarning, match="failed verification.*sha256"):
+        images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+    assert mnist_source("train") == "download"  # downloaded again
+    assert handler.hits.count(f"/good/{TRAIN_IMAGES}") == 2
+    assert cached.read_bytes() == synthetic["files"][TRAIN_IMAGES]
+    assert (data_dir / (TRAIN_IMAGES + ".corrupt")).read_bytes() == bytes(damaged)  # kept aside
+    assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
+
+
+# A separate Python process loading the synthetic files from the given mirrors. It signals
+# "ready" once imported, waits for "go" (so several start downloading together), then saves
+# the images it got.
+_CHILD = """
+import json, sys, time
+from pathlib import Path
+import numpy as np
+from vae_course import data
+cfg = json.loads(sys.argv[1])
+data.MNIST_FILES["train"] = tuple(data.MnistFile(*f) for f in cfg["files"])
+Path(cfg["ready"]).touch()
+while not Path(cfg["go"]).exists():
+    time.sleep(0.01)
+images, _ = data.load_mnist("train", data_dir=cfg["data_dir"], download=True, fallback=False,
+                            mirrors=cfg["mirrors"], quiet=True)
+np.save(cfg["out"], images.numpy())
+"""
+
+
+def _start_child(tmp_path: Path, name: str, data_dir: Path, mirrors: list[str]):
+    import json
+    import subprocess
+    import sys
+
+    cfg = {"files": [[f.name, f.size, f.sha256] for f in data.MNIST_FILES["train"]],
+           "ready": str(tmp_path / f"{name}.ready"), "go": str(tmp_path / "go"),
+           "data_dir": str(data_dir), "mirrors": mirrors, "out": str(tmp_path / f"{name}.npy")}
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(cfg)], stderr=subprocess.PIPE)
+    return proc, Path(cfg["ready"]), Path(cfg["out"])
+
+
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def test_a_process_killed_while_writing_leaves_no_partial_file(synthetic, server, data_dir, tmp_path):
+    import signal
+
+    url, handler = server
+    proc, ready, _ = _start_child(tmp_path, "killed", data_dir, [f"{url}/slow/"])
+    try:
+        _wait_for(ready.exists)
+        (tmp_path / "go").touch()
+        # The child is writing to a temporary name when the server stalls halfway.
+        _wait_for(lambda: handler.stalled.is_set() and any(p.name.endswith(".part") for p in data_dir.iterdir()))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (data_dir / TRAIN_IMAGES).exists()  # nothing at the final name
+    # The next call succeeds, and clears the dead process's temporary file.
+    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+    assert len(images) == 20 and mnist_source("train") == "download"
+    only_verified_files(data_dir, synthetic["files"])
+
+
+def test_four_processes_at_once_download_each_file_once(synthetic, server, data_dir, tmp_path):
+    url, handler = server
+    handler.delay_s = 0.3  # a slow mirror: the four overlap
+    children = [_start_child(tmp_path, f"p{i}", data_dir, [f"{url}/good/"]) for i in range(4)]
+    try:
+        _wait_for(lambda: all(ready.exists() for _, ready, _ in children))
+        (tmp_path / "go").touch()
+        for proc, _, _ in children:
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err.decode()
+    finally:
+        for proc, _, _ in children:
+            if proc.poll() is None:
+                proc.kill()
+    assert sorted(handler.hits) == sorted([f"/good/{TRAIN_IMAGES}", f"/good/{TRAIN_LABELS}"])  # once each
+    arrays = [np.load(out) for _, _, out in children]
+    expected = synthetic["images"].astype(np.float32)[:, None] / 255
+    for array in arrays:
+        np.testing.assert_array_equal(array, expected)
+    only_verified_files(data_dir, synthetic["files"])
+
+
+@pytest.mark.parametrize("mirror", ["http://10.0.0.1/mnist/", "http://192.168.1.10/", "http://127.0.0.1.example.com/"])
+def test_plain_http_to_another_machine_is_refused_before_any_connection(data_dir, mirror, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    with pytest.raises(ValueError, match="mirrors: expected https://"):
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=["https://ok.example/", mirror])
+    assert list(data_dir.iterdir()) == [data_dir / data.SUBSET_CACHE]

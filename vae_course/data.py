@@ -367,6 +367,7 @@ def _fetch(spec: MnistFile, data_dir: Path, mirrors: tuple[str, ...], tried: lis
     with _lock(data_dir):
         if final.is_file() and _verify_bytes(final, spec) is None:
             return ""  # another process downloaded it while we waited for the lock
+        _remove_stale_parts(final)
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + spec.name
             try:
@@ -382,10 +383,33 @@ class _DownloadError(Exception):
     """A download arrived but is not the expected file."""
 
 
+def _remove_stale_parts(final: Path) -> None:
+    """Delete temporary files left by a download that was killed (they are never loaded, but
+    would pile up). Called under the lock, so no other process is writing one now."""
+    for stale in final.parent.glob(f".{final.name}.*.part"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to another https:// URL (or http:// on this machine, for tests):
+    a mirror must not be able to send the download to a plain-http address."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        try:
+            _check_mirrors([newurl])
+        except ValueError:
+            raise _DownloadError(f"redirected to {newurl!r}, which is not https; refused") from None
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_HttpsOnlyRedirects)
+
+
 def _download(url: str, final: Path, spec: MnistFile) -> None:
     """Download ``url`` to ``final``, all or nothing: the file appears only once verified."""
     request = urllib.request.Request(url, headers={"User-Agent": "vae_course"})
-    with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+    with _OPENER.open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         announced = response.headers.get("Content-Length")
         if announced is not None and announced.isdigit() and int(announced) != spec.size:
             raise _DownloadError(f"server announces {int(announced):,} bytes, expected {spec.size:,}")
