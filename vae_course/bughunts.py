@@ -1,0 +1,103 @@
+"""Bug hunts: five small, broken pieces of VAE code, each a mistake found in real VAE code.
+
+Every function here runs without an error and returns numbers of the right shape. That is what
+makes these bugs dangerous: the model still trains, and only the results are wrong. Each
+docstring says what you would *observe*; the exercises at the end of the notebooks ask you to
+find the bug and write the fixed version, which ``vae_course.checks`` compares with the course's
+package (``vae_course.losses``).
+
+=================================  ========  ===============================================
+function                           notebook  symptom
+=================================  ========  ===============================================
+``bernoulli_log_likelihood``       02        a "log-likelihood" that is far below 0 even for
+                                             a perfect decoder
+``negative_elbo_mean_over_pixels`` 03        posterior collapse: the KL goes to 0, blurry
+                                             reconstructions
+``gaussian_kl_logvar_as_logstd``   03        the KL is exploding or vanishing for the same
+                                             encoder outputs that the prior would accept
+``reparameterize_with_variance``   04        samples too narrow for small σ, too wide for
+                                             large σ
+``test_loss_at_posterior_mean``    04        a test loss better than the training loss, and
+                                             below the importance-weighted bound
+=================================  ========  ===============================================
+
+Do not use these functions for anything but the exercises: they are wrong on purpose.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vae_course import losses
+
+
+def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
+    """"log p(x|z)" of grayscale images under a Bernoulli decoder, per example (BROKEN, notebook 02).
+
+    Args: ``logits`` ``(N, 1, 28, 28)`` decoder outputs; ``x`` the same shape, gray values in [0, 1].
+    Returns: ``(N,)`` nats, reported as a log-likelihood.
+
+    Symptom: for an image whose pixels are all 0.5, no decoder gets this number anywhere near 0, the
+    value a log-probability of a perfectly predicted outcome takes. Reported as "the test
+    log-likelihood", it cannot be compared with the log-likelihood of any other model.
+    """
+    return -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(dim=1)
+
+
+def negative_elbo_mean_over_pixels(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """The negative ELBO per example (BROKEN, notebook 03).
+
+    Args: ``logits``, ``x`` ``(N, 1, 28, 28)``; ``mu``, ``logvar`` ``(N, D)`` encoder outputs.
+    Returns: ``(N,)``, reconstruction + KL.
+
+    Symptom: trained with this loss, a VAE reconstructs every digit as the same blurry blob, its KL
+    falls to almost 0 (posterior collapse), and its number looks small but is not in nats per digit.
+    (Written as ``F.binary_cross_entropy(...)`` with the default ``reduction="mean"``, this bug is
+    common in published code.)
+    """
+    reconstruction = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).mean(dim=1)
+    kl = 0.5 * (logvar.exp() - logvar - 1 + mu.pow(2)).sum(dim=1)
+    return reconstruction + kl
+
+
+def gaussian_kl_logvar_as_logstd(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL( N(mu, diag exp(logvar)) || N(0, I) ) per example (BROKEN, notebook 03).
+
+    Args: ``mu``, ``logvar`` ``(N, D)``: the encoder's mean and log-variance ln σ².
+    Returns: ``(N,)`` nats.
+
+    Symptom: correct when logvar = 0, but the KL grows twice as fast as it should in logvar, and
+    the encoder's σ settles at the wrong width: the learned q(z|x) is too narrow or too wide by a
+    square root.
+    """
+    sigma = logvar.exp()
+    return 0.5 * (sigma.pow(2) - 2 * sigma.log() - 1 + mu.pow(2)).sum(dim=1)
+
+
+def reparameterize_with_variance(mu: Tensor, logvar: Tensor, eps: Tensor) -> Tensor:
+    """A sample z of N(mu, diag exp(logvar)) from standard normal noise ``eps`` (BROKEN, notebook 04).
+
+    Args: ``mu``, ``logvar``, ``eps``: ``(N, D)``.
+    Returns: ``(N, D)`` samples.
+
+    Symptom: the samples' spread does not match the encoder's σ: a Monte Carlo estimate of the KL
+    from these samples disagrees with the closed form of ``losses.gaussian_kl``, and the error grows
+    the further σ is from 1.
+    """
+    return mu + logvar.exp() * eps
+
+
+def test_loss_at_posterior_mean(model, x: Tensor) -> Tensor:
+    """Test-set negative ELBO per example, in nats (BROKEN, notebook 04).
+
+    Args: ``model`` a trained ``VAE``; ``x`` ``(N, 1, 28, 28)`` test images.
+    Returns: ``(N,)`` nats.
+
+    Symptom: the "test negative ELBO" comes out lower than the same model's negative ELBO with
+    sampled z, and it can even fall below the importance-weighted estimate of -log p(x), where no
+    upper bound on -log p(x) can be.
+    """
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        return losses.negative_elbo(model.decode(mu), x, mu, logvar).total
