@@ -94,7 +94,7 @@ def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int) -> Tenso
         logits = model.decode(flat_z, y.repeat(k))
     else:
         logits = model.decode(flat_z)
-    log_px_z = -losses.reconstruction_nll(logits, x.repeat(k, *[1] * (x.dim() - 1)), model.likelihood).view(k, -1)
+    log_px_z = -model.reconstruction_nll(logits, x.repeat(k, *[1] * (x.dim() - 1))).view(k, -1)  # learned variance too
     log_pz = model.prior_log_prob(z)  # N(0, I), or the model's own prior (e.g. a mixture)
     log_qz = losses.gaussian_log_prob(z, mu, logvar)
     return log_px_z + log_pz - log_qz
@@ -108,27 +108,156 @@ def importance_weighted_nll(model: VAE, images: Tensor, k: int = 100, labels: Te
 
     Its expectation is an upper bound on -log p(x) that tightens as k grows; k = 1 is the
     negative ELBO. The returned ``stderr`` is the standard error of the mean over images.
+    (``importance_weighted_nlls`` with ``ks=(k,)``.)
 
     Raises:
         TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, k or batch_size.
     """
+    validate.positive_int(k, "k")
+    return importance_weighted_nlls(model, images, (k,), labels, batch_size, seed)[k]
+
+
+@torch.no_grad()
+def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: Tensor | None = None,
+                             batch_size: int = 100, seed: int = 0) -> dict[int, Estimate]:
+    """Importance-weighted estimates of -log p(x) for several k, from the **same** samples.
+
+    For each image, K = max(ks) samples z_1..z_K ~ q(z|x) are drawn once. The IWAE-k estimate
+    (Burda et al. 2016, eq. 8) is computed on each of the K/k disjoint groups of k consecutive
+    samples and averaged over the groups: an unbiased estimate of the k-sample bound, with
+    less noise than one group. Because each k divides the next, every group of the larger k is a
+    union of groups of the smaller one, and by Jensen's inequality (log of a mean >= mean of
+    logs) the estimates are ordered for every image, not only in expectation:
+    ``IWAE-1 >= IWAE-k >= IWAE-K`` in nats (ELBO <= IWAE-k bound <= IWAE-K bound on log p(x)).
+    k = 1 is the K-sample Monte Carlo negative ELBO.
+
+    Args:
+        model: a trained ``VAE`` or ``CVAE``.
+        images: ``(N, *model.image_shape)`` in [0, 1]. labels: ``(N,)`` int64 (CVAE only).
+        ks: increasing positive ints, each dividing the next (e.g. ``(1, 5, 50, 500)``).
+        batch_size, seed: images per forward pass (K * batch_size decoder passes at once); RNG seed.
+
+    Returns:
+        ``{k: Estimate(mean, stderr)}``, nats per example; stderr over images.
+
+    Raises:
+        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, ks or batch_size.
+    """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
-    validate.positive_int(k, "k")
+    ks = tuple(ks) if isinstance(ks, (tuple, list)) else ks
+    if (not isinstance(ks, tuple) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks)
+            or any(b <= a or b % a for a, b in zip(ks, ks[1:]))):
+        raise ValueError(f"ks: expected increasing positive ints, each dividing the next (e.g. (1, 5, 50)), got {ks!r}")
+    big_k = ks[-1]
     was_training = model.training
     model.eval()
-    values = []
+    values = {k: [] for k in ks}
     rng = _seeded(seed, model.device)
     try:
         for x, y in _batches(model, images, labels, batch_size):
-            log_w = importance_weights(model, x, y, k)
-            values.append(-(torch.logsumexp(log_w.double(), dim=0) - math.log(k)).cpu())
+            log_w = importance_weights(model, x, y, big_k).double()  # (K, n)
+            for k in ks:
+                groups = log_w.view(big_k // k, k, -1)  # (K/k, k, n): disjoint groups of k samples
+                values[k].append(-(torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0).cpu())
     finally:
         rng.__exit__(None, None, None)
         model.train(was_training)
-    per_example = torch.cat(values)
+    return {k: _estimate(torch.cat(v)) for k, v in values.items()}
+
+
+def _estimate(per_example: Tensor) -> Estimate:
+    """Mean and standard error of the mean of ``(N,)`` values."""
     stderr = float(per_example.std() / math.sqrt(len(per_example))) if len(per_example) > 1 else float("nan")
     return Estimate(float(per_example.mean()), stderr)
+
+
+def bits_per_dim(nats, dims: int):
+    """Nats per example -> bits per dimension: ``nats / (dims * ln 2)``.
+
+    The usual unit for comparing likelihoods across image sizes (e.g. 784 pixels for MNIST).
+    Works on a float, a tensor or an ``Estimate`` (both its mean and its standard error scale).
+
+    Raises:
+        ValueError: ``dims`` is not a positive int.
+    """
+    validate.positive_int(dims, "dims")
+    scale = 1.0 / (dims * math.log(2.0))
+    if isinstance(nats, Estimate):
+        return Estimate(nats.mean * scale, nats.stderr * scale)
+    return nats * scale
+
+
+def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
+    """``(mu, logvar)`` of q(z|x) for all images, each ``(N, D)`` on the CPU."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    mus, logvars = [], []
+    try:
+        with torch.no_grad():
+            for x, y in _batches(model, images, labels, batch_size):
+                mu, logvar = model.encode(x, y) if model.conditional else model.encode(x)
+                mus.append(mu.cpu()), logvars.append(logvar.cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def kl_per_dimension(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
+    """The KL(q(z|x) || N(0, I)) of each latent dimension, averaged over ``images``: ``(D,)`` nats.
+
+    Closed form (``losses.gaussian_kl_per_dim``), no sampling; the entries sum to the mean KL
+    (the rate). A dimension with KL near 0 has q(z_j|x) = N(0, 1) for every x: it carries no
+    information about x (a collapsed, inactive dimension).
+    """
+    mu, logvar = _posterior_params(model, images, labels, batch_size)
+    return losses.gaussian_kl_per_dim(mu.double(), logvar.double()).mean(dim=0).float()
+
+
+class ActiveUnits(NamedTuple):
+    """Active latent dimensions (Burda, Grosse & Salakhutdinov 2016, Sec. 5.2)."""
+
+    count: int
+    variance: Tensor  # (D,): Cov_x(E_q[z_j]) of each dimension
+    threshold: float
+
+
+def active_units(model: VAE, images: Tensor, labels: Tensor | None = None, threshold: float = 0.01,
+                 batch_size: int = 1000) -> ActiveUnits:
+    """Count the active latent dimensions: those whose posterior mean varies with x.
+
+    Burda et al. (2016), Sec. 5.2: unit u is active when ``A_u = Cov_x(E_{q(u|x)}[u]) > 0.01``;
+    ``E_q[u]`` is the encoder's mean mu_u(x), and the variance is taken over ``images``
+    (population variance). An inactive unit's q(u|x) does not depend on x, so the decoder cannot
+    use it.
+
+    Returns:
+        ``ActiveUnits(count, variance (D,), threshold)``.
+    """
+    threshold = validate.positive_float(threshold, "threshold")
+    mu, _ = _posterior_params(model, images, labels, batch_size)
+    variance = mu.double().var(dim=0, unbiased=False).float()
+    return ActiveUnits(int((variance > threshold).sum()), variance, threshold)
+
+
+class RateDistortion(NamedTuple):
+    """Rate and distortion of a VAE on a dataset, nats per example (Alemi et al. 2018)."""
+
+    rate: float        # mean KL(q(z|x) || p(z))
+    distortion: float  # mean -E_q[log p(x|z)]
+
+
+def rate_distortion(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000,
+                    seed: int = 0) -> RateDistortion:
+    """Rate R = mean KL(q(z|x) || p(z)) and distortion D = mean -E_q[log p(x|z)] over ``images``,
+    nats per example (Alemi et al. 2018, "Fixing a Broken ELBO", Sec. 2); R + D is the negative
+    ELBO. The KL is in closed form; the distortion uses one z ~ q(z|x) per image (seeded)."""
+    if not isinstance(model, VAE):
+        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+    parts = loss_parts(model, images, labels, beta=1.0, batch_size=batch_size, seed=seed)
+    return RateDistortion(parts.kl, parts.reconstruction)
 
 
 @torch.no_grad()

@@ -37,12 +37,14 @@ def clamp_logvar(logvar: Tensor) -> Tensor:
     return logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
 
 
-def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p: Tensor | None = None) -> Tensor:
-    """KL( N(mu, diag exp(logvar)) || N(mu_p, diag exp(logvar_p)) ) per example, in nats.
+def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None,
+                        logvar_p: Tensor | None = None) -> Tensor:
+    """KL( N(mu, diag exp(logvar)) || N(mu_p, diag exp(logvar_p)) ) for each latent dimension, in nats.
 
-    With the default prior N(0, I) this is ``1/2 * sum_j (sigma_j^2 - ln sigma_j^2 - 1 + mu_j^2)``
+    With the default prior N(0, I), dimension j contributes ``1/2 (sigma_j^2 - ln sigma_j^2 - 1 + mu_j^2)``
     (Kingma & Welling 2014, Appendix B). In general, for diagonal Gaussians,
-    ``1/2 * sum_j (ln s_p^2 - ln s^2 + (s^2 + (mu - mu_p)^2) / s_p^2 - 1)``.
+    ``1/2 (ln s_p^2 - ln s^2 + (s^2 + (mu - mu_p)^2) / s_p^2 - 1)``. A diagonal Gaussian's KL is a
+    sum of one-dimensional KLs, so this is the one formula; ``gaussian_kl`` sums it over j.
 
     Args:
         mu, logvar: ``(N, D)`` mean and log-variance of q(z|x).
@@ -50,7 +52,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p
             means 0 (the standard normal prior).
 
     Returns:
-        ``(N,)`` KL divergence in nats, summed over the D latent dimensions (>= 0).
+        ``(N, D)`` KL divergence in nats of each latent dimension (>= 0).
 
     Raises:
         TypeError: an argument is not a floating-point tensor.
@@ -65,7 +67,7 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p
     if mu_p is None and logvar_p is None:
         # expm1(v) - v = exp(v) - v - 1 >= 0, computed without cancellation near v = 0 (in float32,
         # exp(v) - v - 1 can round below zero); the clamp removes what rounding is left.
-        return 0.5 * ((torch.expm1(logvar) - logvar).clamp_min(0.0) + mu.pow(2)).sum(dim=1)
+        return 0.5 * ((torch.expm1(logvar) - logvar).clamp_min(0.0) + mu.pow(2))
     mu_p = torch.zeros_like(mu) if mu_p is None else validate.floating(mu_p, "mu_p")
     logvar_p = torch.zeros_like(mu) if logvar_p is None else validate.floating(logvar_p, "logvar_p")
     for value, name in ((mu_p, "mu_p"), (logvar_p, "logvar_p")):
@@ -77,7 +79,62 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p
             raise ValueError(f"{name}: expected a shape that broadcasts to {tuple(mu.shape)}, got {tuple(value.shape)}")
     logvar_p = clamp_logvar(logvar_p)
     diff = logvar - logvar_p  # ln(s^2 / s_p^2); the same expm1 form as above
-    return 0.5 * ((torch.expm1(diff) - diff).clamp_min(0.0) + (mu - mu_p).pow(2) * (-logvar_p).exp()).sum(dim=1)
+    return 0.5 * ((torch.expm1(diff) - diff).clamp_min(0.0) + (mu - mu_p).pow(2) * (-logvar_p).exp())
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p: Tensor | None = None) -> Tensor:
+    """KL( N(mu, diag exp(logvar)) || N(mu_p, diag exp(logvar_p)) ) per example, in nats.
+
+    With the default prior N(0, I) this is ``1/2 * sum_j (sigma_j^2 - ln sigma_j^2 - 1 + mu_j^2)``
+    (Kingma & Welling 2014, Appendix B): ``gaussian_kl_per_dim`` summed over the D dimensions.
+
+    Args:
+        mu, logvar: ``(N, D)`` mean and log-variance of q(z|x).
+        mu_p, logvar_p: ``(N, D)`` or ``(D,)`` (broadcast) parameters of the prior; ``None``
+            means 0 (the standard normal prior).
+
+    Returns:
+        ``(N,)`` KL divergence in nats, summed over the D latent dimensions (>= 0).
+
+    Raises:
+        TypeError: an argument is not a floating-point tensor.
+        ValueError: ``mu`` is not 2-D or the shapes do not broadcast to ``mu``'s shape.
+    """
+    return gaussian_kl_per_dim(mu, logvar, mu_p, logvar_p).sum(dim=1)
+
+
+def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
+    """The KL term of the free-bits objective, per example ``(N,)``, in nats.
+
+    Kingma et al. (2016), "Improved Variational Inference with Inverse Autoregressive Flow",
+    Appendix C.8: the objective's KL term is ``sum_j max(lambda, E_x[KL_j])``, where ``E_x[KL_j]``
+    is the KL of latent dimension j **averaged over the minibatch** (as in the paper, per dimension
+    rather than per group of dimensions). A dimension whose batch-mean KL is below ``lambda``
+    contributes the constant ``lambda`` and so gets no gradient from the KL: the encoder may use up
+    to ``lambda`` nats in it for free. Above ``lambda`` the term is the ordinary KL.
+
+    To keep one number per example, dimension j contributes ``KL_ij`` to example i when its batch
+    mean is at least ``lambda``, else ``lambda``; the batch mean of the result is exactly
+    ``sum_j max(lambda, mean_i KL_ij)``. ``free_bits = 0`` gives the plain KL (summed over j).
+
+    Args:
+        kl_per_dim: ``(N, D)`` KL of each latent dimension (``gaussian_kl_per_dim``).
+        free_bits: lambda, nats per latent dimension (>= 0).
+
+    Returns:
+        ``(N,)`` nats. Use it only in the training objective: it is not a KL divergence.
+
+    Raises:
+        TypeError / ValueError: ``kl_per_dim`` not a 2-D float tensor; ``free_bits`` negative, NaN or inf.
+    """
+    validate.floating(kl_per_dim, "kl_per_dim")
+    if kl_per_dim.dim() != 2:
+        raise ValueError(f"kl_per_dim: expected shape (N, D), got {tuple(kl_per_dim.shape)}")
+    free_bits = validate.positive_float(free_bits, "free_bits", allow_zero=True)
+    if free_bits == 0.0:
+        return kl_per_dim.sum(dim=1)
+    below = kl_per_dim.mean(dim=0, keepdim=True).detach() < free_bits  # (1, D): which dimensions are free
+    return torch.where(below, torch.full_like(kl_per_dim, free_bits), kl_per_dim).sum(dim=1)
 
 
 def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
@@ -130,6 +187,54 @@ def gaussian_nll(mean: Tensor, x: Tensor, logvar: Tensor | float = 0.0) -> Tenso
     return per_pixel.expand_as(x).flatten(1).sum(dim=1)
 
 
+# Below this |logit|, log C uses its Taylor series: the closed form's two logarithms cancel there
+# (their gradients are both ~1/logit). The next term of the series at the edge: 73/34214400 * 0.5**10 ~ 2e-9.
+_CB_TAYLOR_BELOW = 0.5
+
+
+def continuous_bernoulli_log_norm(logits: Tensor) -> Tensor:
+    """log C(lambda) of the continuous Bernoulli, elementwise, from logits eta (lambda = sigmoid(eta)).
+
+    The continuous Bernoulli (Loaiza-Ganem & Cunningham 2019, eq. 7) is the density
+    ``p(x | lambda) = C(lambda) lambda^x (1 - lambda)^(1 - x)`` on x in [0, 1], with
+    ``C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda)`` (and C(1/2) = 2). In logits this is
+    ``C = eta / tanh(eta / 2)``, so ``log C = log|eta| - log tanh(|eta| / 2)``, computed for
+    |eta| >= 0.5 in that form (``log tanh(u) = log(-expm1(-2u)) - log1p(exp(-2u))``: no overflow, no
+    rounding to log 1 for large |eta|), and below 0.5 by its Taylor series
+    ``log 2 + eta^2/12 - 7 eta^4/1440 + 31 eta^6/90720 - 127 eta^8/4838400`` (the closed form cancels there).
+
+    Args:
+        logits: any shape, float.
+
+    Returns:
+        same shape, nats (>= log 2).
+    """
+    validate.floating(logits, "logits")
+    a = logits.abs()
+    far = a.clamp_min(_CB_TAYLOR_BELOW)  # keep the closed form away from 0, also in the unused branch
+    closed = torch.log(far) - (torch.log(-torch.expm1(-far)) - torch.log1p(torch.exp(-far)))
+    near = a.clamp_max(_CB_TAYLOR_BELOW).pow(2)
+    series = math.log(2.0) + near / 12 - 7 * near.pow(2) / 1440 + 31 * near.pow(3) / 90720 - 127 * near.pow(4) / 4838400
+    return torch.where(a < _CB_TAYLOR_BELOW, series, closed)
+
+
+def continuous_bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x|z) for a continuous Bernoulli decoder, per example, in nats, summed over pixels.
+
+    The binary cross-entropy minus the log-normalizer: ``BCE(logits, x) - log C(sigmoid(logits))``
+    (Loaiza-Ganem & Cunningham 2019). Unlike the grayscale BCE, this is the negative log of a
+    density that integrates to 1 over [0, 1] for every logit, so it is a proper likelihood of
+    grayscale pixels (a density: it can be negative).
+
+    Args:
+        logits: ``(N, ...)`` decoder outputs. x: same shape, in [0, 1].
+
+    Returns:
+        ``(N,)`` nats.
+    """
+    return bernoulli_nll(logits, x) - continuous_bernoulli_log_norm(logits).flatten(1).sum(dim=1)
+
+
 def negative_elbo(
     decoder_output: Tensor,
     x: Tensor,
@@ -138,6 +243,7 @@ def negative_elbo(
     beta: float = 1.0,
     likelihood: str = "bernoulli",
     decoder_logvar: Tensor | float = 0.0,
+    free_bits: float = 0.0,
 ) -> LossParts:
     """The negative ELBO, ``-E_q[log p(x|z)] + beta * KL(q(z|x) || N(0, I))``, per example.
 
@@ -152,17 +258,22 @@ def negative_elbo(
         beta: weight of the KL term (>= 0).
         likelihood: ``"bernoulli"`` or ``"gaussian"``.
         decoder_logvar: the Gaussian decoder's log-variance (ignored for Bernoulli).
+        free_bits: lambda in nats per latent dimension (``free_bits_kl``, Kingma et al. 2016);
+            0 (default) is the plain KL.
 
     Returns:
-        ``LossParts(total, reconstruction, kl)``, each ``(N,)`` nats; ``total = reconstruction + beta * kl``.
+        ``LossParts(total, reconstruction, kl)``, each ``(N,)`` nats; ``total = reconstruction + beta * kl``
+        (with free bits, ``beta * free_bits_kl`` instead; ``kl`` stays the true KL).
     """
     validate.positive_float(beta, "beta", allow_zero=True)
     recon = reconstruction_nll(decoder_output, x, likelihood, decoder_logvar)
-    kl = gaussian_kl(mu, logvar)
-    return LossParts(recon + beta * kl, recon, kl)
+    kl_per_dim = gaussian_kl_per_dim(mu, logvar)
+    kl = kl_per_dim.sum(dim=1)
+    kl_term = free_bits_kl(kl_per_dim, free_bits) if free_bits else kl
+    return LossParts(recon + beta * kl_term, recon, kl)
 
 
-LIKELIHOODS = ("bernoulli", "gaussian")
+LIKELIHOODS = ("bernoulli", "gaussian", "continuous_bernoulli")
 
 
 def reconstruction_nll(decoder_output: Tensor, x: Tensor, likelihood: str, decoder_logvar: Tensor | float = 0.0) -> Tensor:
@@ -171,6 +282,8 @@ def reconstruction_nll(decoder_output: Tensor, x: Tensor, likelihood: str, decod
         return bernoulli_nll(decoder_output, x)
     if likelihood == "gaussian":
         return gaussian_nll(decoder_output, x, decoder_logvar)
+    if likelihood == "continuous_bernoulli":
+        return continuous_bernoulli_nll(decoder_output, x)
     raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
 
 

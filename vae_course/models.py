@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from vae_course import losses, validate
 
 MNIST_SHAPE = (1, 28, 28)
+DECODER_VARIANCES = ("fixed", "learned", "learned_per_pixel")
 
 
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -69,6 +70,8 @@ class _Base(nn.Module):
                    latent_dim=self.latent_dim, likelihood=self.likelihood, activation=self.activation)
         if self.conditional:
             cfg["num_classes"] = self.num_classes
+        if getattr(self, "decoder_variance", "fixed") != "fixed":
+            cfg["decoder_variance"] = self.decoder_variance
         return cfg
 
     @property
@@ -86,9 +89,22 @@ class _Base(nn.Module):
 
     def to_pixels(self, decoder_output: Tensor) -> Tensor:
         """Decoder output -> displayable pixel values in [0, 1] (sigmoid of logits, or clamped means)."""
-        if self.likelihood == "bernoulli":
+        if self.likelihood in ("bernoulli", "continuous_bernoulli"):
+            # For the continuous Bernoulli this shows its shape parameter lambda, not its mean
+            # (which is pulled towards 1/2); lambda is what the decoder's logits encode.
             return torch.sigmoid(decoder_output)
         return decoder_output.clamp(0.0, 1.0)
+
+    def decoder_logvar_or_zero(self) -> Tensor | float:
+        """The Gaussian decoder's log-variance: the learned parameter when the model has one
+        (``decoder_variance="learned"`` or ``"learned_per_pixel"``), else 0.0 (unit variance)."""
+        learned = getattr(self, "decoder_logvar", None)
+        return 0.0 if learned is None else learned
+
+    def reconstruction_nll(self, decoder_output: Tensor, x: Tensor) -> Tensor:
+        """-log p(x|z) per example ``(N,)`` in nats under this model's decoder likelihood (with its
+        learned log-variance, if any): ``losses.reconstruction_nll``."""
+        return losses.reconstruction_nll(decoder_output, x, self.likelihood, self.decoder_logvar_or_zero())
 
 
 class Autoencoder(_Base):
@@ -144,12 +160,17 @@ class VAE(_Base):
     N(mu(x), diag exp(logvar(x))), the prior p(z) = N(0, I) and a Bernoulli (or Gaussian) decoder.
 
     Args: as ``Autoencoder``; ``latent_dim`` defaults to 20 and ``hidden_dims`` to ``(400,)``
-    (the 784-400-20 model of pytorch/examples).
+    (the 784-400-20 model of pytorch/examples); ``likelihood`` may also be
+    ``"continuous_bernoulli"`` (Loaiza-Ganem & Cunningham 2019).
+        decoder_variance: for ``likelihood="gaussian"``: ``"fixed"`` (unit variance, the default),
+            ``"learned"`` (one log-variance for all pixels, a parameter ``decoder_logvar`` of shape
+            ``()``) or ``"learned_per_pixel"`` (shape ``image_shape``), trained with the rest.
     """
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
-                 likelihood="bernoulli", activation="relu"):
+                 likelihood="bernoulli", activation="relu", decoder_variance="fixed"):
         super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
+        self._init_decoder_variance(decoder_variance)
         cond = self.num_classes  # 0 for the VAE, number of classes for the CVAE
         trunk = [self.input_dim + cond, *self.hidden_dims]
         # Hidden layers, each followed by the activation (the heads below read the last one).
@@ -157,6 +178,17 @@ class VAE(_Base):
         self.mu_head = nn.Linear(trunk[-1], latent_dim)
         self.logvar_head = nn.Linear(trunk[-1], latent_dim)
         self.decoder = mlp([latent_dim + cond, *reversed(self.hidden_dims), self.input_dim], self.act)
+
+    def _init_decoder_variance(self, decoder_variance: str) -> None:
+        if decoder_variance not in DECODER_VARIANCES:
+            raise ValueError(f"decoder_variance: expected one of {DECODER_VARIANCES}, got {decoder_variance!r}")
+        if decoder_variance != "fixed" and self.likelihood != "gaussian":
+            raise ValueError(f"decoder_variance: {decoder_variance!r} needs likelihood='gaussian', "
+                             f"got likelihood={self.likelihood!r}")
+        self.decoder_variance = decoder_variance
+        if decoder_variance != "fixed":  # starts at log 1 = 0: unit variance, as the fixed decoder
+            shape = () if decoder_variance == "learned" else self.image_shape
+            self.decoder_logvar = nn.Parameter(torch.zeros(shape))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(N, *image_shape)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``: q(z|x)'s mean and
@@ -186,10 +218,14 @@ class VAE(_Base):
         mu, logvar = self.encode(x)
         return self.decode(self.reparameterize(mu, logvar)), mu, logvar
 
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0) -> losses.LossParts:
-        """Negative ELBO per example ``(N,)`` in nats, with its parts (one sample of z)."""
+    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0, free_bits: float = 0.0) -> losses.LossParts:
+        """Negative ELBO per example ``(N,)`` in nats, with its parts (one sample of z).
+
+        ``beta`` weights the KL (beta-VAE); ``free_bits`` (nats per latent dimension) replaces it
+        in ``total`` by ``losses.free_bits_kl``; the ``kl`` part is always the true KL."""
         logits, mu, logvar = self(x)
-        return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood)
+        return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood,
+                                    decoder_logvar=self.decoder_logvar_or_zero(), free_bits=free_bits)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
@@ -221,10 +257,10 @@ class CVAE(VAE):
     conditional = True
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
-                 likelihood="bernoulli", activation="relu", num_classes=10):
+                 likelihood="bernoulli", activation="relu", num_classes=10, decoder_variance="fixed"):
         validate.positive_int(num_classes, "num_classes")
         self.num_classes = num_classes  # read by VAE.__init__ to widen the inputs
-        super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
+        super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation, decoder_variance)
 
     def one_hot(self, y: Tensor, n: int | None = None, name: str = "y") -> Tensor:
         """Labels ``(N,)`` int64 -> one-hot ``(N, num_classes)`` float (1 at each label's index).
@@ -250,12 +286,14 @@ class CVAE(VAE):
         mu, logvar = self.encode(x, y)
         return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
 
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0) -> losses.LossParts:
-        """Conditional negative ELBO, -log p(x|y) bound, per example ``(N,)`` in nats."""
+    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0, free_bits: float = 0.0) -> losses.LossParts:
+        """Conditional negative ELBO, -log p(x|y) bound, per example ``(N,)`` in nats (``beta``,
+        ``free_bits``: as ``VAE.loss``)."""
         if y is None:
             raise ValueError("y: a CVAE needs labels (int64 tensor of shape (N,)), got None")
         logits, mu, logvar = self(x, y)
-        return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood)
+        return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood,
+                                    decoder_logvar=self.decoder_logvar_or_zero(), free_bits=free_bits)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, y: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ thousands of digits per second on a 2-core CPU.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -78,11 +79,52 @@ def _check_data(model: nn.Module, images: Tensor, labels: Tensor | None, name: s
         validate.labels(labels, label_name, images.shape[0], max(num_classes, 1))
 
 
-def _batch_loss(model, x, y, beta, corrupt=None):
+def _batch_loss(model, x, y, beta, corrupt=None, free_bits=0.0):
     """Mean loss over the batch and its parts (the model's own ``loss``, per example)."""
     if corrupt is not None:  # denoising: encode a corrupted input, score the clean target
         return model.loss(x, x_in=corrupt(x))
+    if free_bits:  # only models whose loss takes it (checked in fit)
+        return model.loss(x, y, beta=beta, free_bits=free_bits)
     return model.loss(x, y, beta=beta)
+
+
+def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Callable[[int], float]:
+    """A KL-annealing schedule for ``fit(beta=...)``: beta rises linearly from ``start`` at step 0
+    to ``end`` at step ``steps``, then stays at ``end``.
+
+    Warming the KL weight up from 0 lets the decoder learn to use z before the KL pulls q(z|x)
+    onto the prior (Bowman et al. 2016, "Generating Sentences from a Continuous Space", Sec. 3.1;
+    Sonderby et al. 2016, "Ladder Variational Autoencoders", Sec. 2.3).
+
+    Args:
+        steps: optimizer steps of the warm-up (a positive int).
+        start, end: beta at the first and after the last warm-up step (finite, >= 0).
+
+    Returns:
+        ``schedule(step) -> beta`` for a 0-based global optimizer step.
+    """
+    steps = validate.positive_int(steps, "steps")
+    start = validate.positive_float(start, "start", allow_zero=True)
+    end = validate.positive_float(end, "end", allow_zero=True)
+
+    def schedule(step: int) -> float:
+        return start + (end - start) * min(step / steps, 1.0)
+
+    schedule.__doc__ = f"beta from {start} to {end} over the first {steps} optimizer steps, then {end}"
+    return schedule
+
+
+def _check_beta(beta) -> Callable[[int], float]:
+    """``beta`` (a number, or ``step -> number``) as a checked schedule ``step -> float``."""
+    if callable(beta):
+        def schedule(step: int) -> float:
+            return validate.positive_float(beta(step), f"beta (the schedule's value at step {step})", allow_zero=True)
+        schedule(0)  # a schedule that fails at once fails before any training
+        return schedule
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+        raise ValueError(f"beta: expected a number >= 0 or a callable step -> beta, got {type(beta).__name__} {beta!r}")
+    constant = validate.positive_float(beta, "beta", allow_zero=True)
+    return lambda step: constant
 
 
 def fit(
@@ -93,7 +135,8 @@ def fit(
     epochs: int = 10,
     batch_size: int = 128,
     lr: float = 1e-3,
-    beta: float = 1.0,
+    beta: float | Callable[[int], float] = 1.0,
+    free_bits: float = 0.0,
     seed: int = 0,
     device: str | torch.device | None = None,
     test_images: Tensor | None = None,
@@ -109,7 +152,13 @@ def fit(
         images: ``(N, *model.image_shape)`` float in [0, 1].
         labels: ``(N,)`` int64; required for a CVAE, otherwise unused.
         epochs, batch_size, lr: the usual; the last batch of an epoch may be smaller.
-        beta: KL weight (1 = the ELBO; beta-VAE otherwise).
+        beta: KL weight (1 = the ELBO; beta-VAE otherwise), or a schedule ``step -> beta`` called
+            with the 0-based global optimizer step before each step (KL annealing, e.g.
+            ``linear_warmup(1000)``); the test loss of an epoch uses the last step's beta.
+        free_bits: lambda, nats per latent dimension (Kingma et al. 2016, Appendix C.8): the KL
+            term of the objective becomes ``sum_j max(lambda, batch mean of KL_j)``
+            (``losses.free_bits_kl``); 0 (default) is the plain KL. VAE and CVAE only. The
+            history's ``kl`` stays the true KL.
         seed: seeds the data order and the z samples drawn during training. The weights are
             initialised when the model is built, from torch's global RNG: call
             ``torch.manual_seed`` before building it for a fully repeatable run. Same model
@@ -131,7 +180,10 @@ def fit(
     epochs = validate.positive_int(epochs, "epochs")
     batch_size = validate.positive_int(batch_size, "batch_size")
     validate.positive_float(lr, "lr")
-    validate.positive_float(beta, "beta", allow_zero=True)
+    beta_at = _check_beta(beta)
+    free_bits = validate.positive_float(free_bits, "free_bits", allow_zero=True)
+    if free_bits and "free_bits" not in inspect.signature(model.loss).parameters:
+        raise ValueError(f"free_bits: {type(model).__name__}.loss takes no free bits (a VAE or CVAE does), got {free_bits}")
     _check_data(model, images, labels, "images")
     if test_images is not None:
         _check_data(model, test_images, test_labels, "test_images")
@@ -146,6 +198,7 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
     n = x_all.shape[0]
+    global_step = 0  # optimizer steps taken, over all epochs (what a beta schedule is called with)
 
     bar = tqdm(range(epochs), desc=f"training {type(model).__name__}", disable=not progress, unit="epoch")
     for epoch in bar:
@@ -157,12 +210,13 @@ def fit(
             idx = order[i:i + batch_size]
             x = x_all[idx]
             y = y_all[idx] if y_all is not None else None
-            parts = _batch_loss(model, x, y, beta, corrupt)
+            step_beta = beta_at(global_step)
+            parts = _batch_loss(model, x, y, step_beta, corrupt, free_bits)
             loss = parts.total.mean()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}: training stopped "
-                    f"before the optimizer step (lr={lr}, beta={beta}); parameters are from the last good step")
+                    f"before the optimizer step (lr={lr}, beta={step_beta}); parameters are from the last good step")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
@@ -171,6 +225,7 @@ def fit(
                     f"non-finite gradient at epoch {epoch + 1}, step {step + 1}: training stopped before the "
                     f"optimizer step; parameters are from the last good step")
             optimizer.step()
+            global_step += 1
             for key in sums:
                 sums[key] += float(getattr(parts, key).detach().sum())
         seconds = time.perf_counter() - start
@@ -180,7 +235,7 @@ def fit(
         history.samples_per_second.append(n / seconds)
         if test_images is not None:
             from vae_course.evaluate import loss_parts  # local import: evaluate imports train's helpers
-            for key, value in loss_parts(model, test_images, test_labels, beta=beta)._asdict().items():
+            for key, value in loss_parts(model, test_images, test_labels, beta=step_beta)._asdict().items():
                 history.test[key].append(value)
         postfix = {"loss": f"{history.train['total'][-1]:.2f}"}
         if history.test["total"]:
