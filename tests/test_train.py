@@ -422,3 +422,155 @@ def test_epochs_for_steps_rounds_to_the_step_budget():
     assert train.epochs_for_steps(10, 60000, 128) == 1  # never zero
     with pytest.raises(ValueError, match="steps"):
         train.epochs_for_steps(0, 100)
+
+
+# ---------------------------------------------------------------- resume, and faults around checkpoints
+
+def _optimizer_state(path):
+    return torch.load(path, weights_only=True)["optimizer"]["state"]
+
+
+@pytest.mark.parametrize("cls", [models.VAE, models.CVAE])
+def test_resume_equals_training_straight_through_bit_for_bit(cls, tmp_path):
+    """2 epochs straight == 1 epoch, a save, a resume (in a fresh model) and 1 more epoch."""
+    x, y = _dataset()
+    tx, ty = _dataset(20, seed=1)
+    make = lambda seed: _model(cls, seed=seed, **({"num_classes": 2} if cls is models.CVAE else {}))  # noqa: E731
+    labels = y if cls is models.CVAE else None
+    fit_kw = {"seed": 5, "test_images": tx, "test_labels": ty if cls is models.CVAE else None}
+
+    straight = make(1)
+    h_straight = _fit(straight, x, labels, epochs=2, checkpoint=tmp_path / "straight.pt", **fit_kw)
+
+    first = make(1)
+    _fit(first, x, labels, epochs=1, checkpoint=tmp_path / "half.pt", **fit_kw)
+    resumed = make(7)  # other initial weights: everything must come from the checkpoint
+    h_resumed = _fit(resumed, x, labels, epochs=2, resume_from=tmp_path / "half.pt",
+                     checkpoint=tmp_path / "resumed.pt", **fit_kw)
+
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.equal(a, b), name
+    assert h_resumed.train == h_straight.train and h_resumed.test == h_straight.test
+    assert h_resumed.epochs == 2 and len(h_resumed.seconds) == 2
+    adam_a, adam_b = _optimizer_state(tmp_path / "straight.pt"), _optimizer_state(tmp_path / "resumed.pt")
+    assert adam_a.keys() == adam_b.keys()
+    for k in adam_a:
+        assert all(torch.equal(adam_a[k][s], adam_b[k][s]) for s in adam_a[k]), k
+
+    # The test can fail: continuing from the same weights without the saved RNG and optimizer
+    # states (a fresh fit) gives other weights.
+    naive = make(7)
+    train.load_checkpoint(tmp_path / "half.pt", naive)
+    _fit(naive, x, labels, epochs=1, **fit_kw)
+    assert not _same_weights(naive, straight)
+
+
+def test_resume_refuses_what_it_cannot_continue(tmp_path):
+    x, _ = _dataset()
+    path = tmp_path / "m.pt"
+    _fit(_model(), x, epochs=2, checkpoint=path)
+    with pytest.raises(ValueError, match="epochs: .*already trained 2 epochs"):
+        _fit(_model(), x, epochs=2, resume_from=path)
+    with pytest.raises(ValueError, match="latent_dim"):  # a checkpoint of another configuration
+        _fit(_model(latent_dim=3), x, epochs=3, resume_from=path)
+    weights_only = train.save_checkpoint(_model(), tmp_path / "w.pt")
+    with pytest.raises(ValueError, match="resume_from: .*weights only"):
+        _fit(_model(), x, epochs=3, resume_from=weights_only)
+    with pytest.raises(FileNotFoundError):
+        _fit(_model(), x, epochs=3, resume_from=tmp_path / "missing.pt")
+
+
+class _NaNAtCall:
+    """Forward hook making the decoder's output NaN at its ``n``-th call: a NaN batch mid-training."""
+
+    def __init__(self, module, n):
+        self.calls, self.n = 0, n
+        self.handle = module.register_forward_hook(self)
+
+    def __call__(self, module, args, output):
+        self.calls += 1
+        return output * float("nan") if self.calls == self.n else output
+
+
+@pytest.mark.parametrize("fault", ["nan batch", "lr=1e6"])
+def test_a_blow_up_keeps_the_parameters_and_the_last_good_checkpoint(fault, tmp_path):
+    x, _ = _dataset()
+    path = tmp_path / "m.pt"
+    model = _model()
+    _fit(model, x, epochs=1, checkpoint=path)  # the last good checkpoint (4 steps of batch 16)
+    good_bytes = path.read_bytes()
+    good_weights = copy.deepcopy(model.state_dict())
+    snaps = _Snapshots(model)
+    with pytest.raises(FloatingPointError, match="non-finite") as info:
+        if fault == "nan batch":  # the 2nd batch of epoch 2
+            hook = _NaNAtCall(model.decoder, 2)
+            _fit(model, x, epochs=3, checkpoint=path, resume_from=path)
+        else:
+            _fit(model, x, epochs=3, lr=1e6, checkpoint=path, resume_from=path)
+    assert "before the optimizer step" in str(info.value)
+    # no step after the failing forward pass, and the weights are finite
+    now = model.state_dict()
+    assert all(torch.equal(now[k], snaps.last[k]) for k in now)
+    assert all(torch.isfinite(v).all() for v in now.values())
+    if fault == "nan batch":  # it failed at the 2nd step of epoch 2: one step was taken
+        assert hook.calls == 2 and not _same_weights(model, _model())
+    # the checkpoint of epoch 1 is intact: same bytes, loads, equals the weights saved then
+    assert path.read_bytes() == good_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
+    loaded = train.load_checkpoint(path)
+    assert all(torch.equal(loaded.state_dict()[k], good_weights[k]) for k in good_weights)
+    # and training resumes from it
+    if fault == "nan batch":
+        hook.handle.remove()
+    history = _fit(_model(seed=3), x, epochs=2, resume_from=path)
+    assert history.epochs == 2 and all(math.isfinite(v) for v in history.train["total"])
+
+
+_KILLED_SAVE = """
+import sys, time, torch
+from pathlib import Path
+from vae_course import models, train
+path, marker = Path(sys.argv[1]), Path(sys.argv[2])
+torch.manual_seed(0)
+good = models.VAE(image_shape=(1, 4, 4), hidden_dims=(16,), latent_dim=2)
+train.save_checkpoint(good, path)
+real_save = torch.save
+
+def slow_save(obj, f, *args, **kwargs):  # half the bytes, then the process is killed
+    import io
+    buffer = io.BytesIO()
+    real_save(obj, buffer)
+    f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    f.flush()
+    marker.touch()
+    time.sleep(60)
+
+torch.save = slow_save
+torch.manual_seed(1)
+train.save_checkpoint(models.VAE(image_shape=(1, 4, 4), hidden_dims=(16,), latent_dim=2), path)
+"""
+
+
+def test_a_save_killed_halfway_leaves_the_previous_checkpoint_loadable(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path, marker = tmp_path / "m.pt", tmp_path / "halfway"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path), str(marker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "the child did not reach the save"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, beside it
+    loaded = train.load_checkpoint(path)  # the previous checkpoint, whole
+    assert _same_weights(loaded, _model(seed=0))

@@ -143,6 +143,7 @@ def fit(
     test_labels: Tensor | None = None,
     corrupt: Callable[[Tensor], Tensor] | None = None,
     checkpoint: str | Path | None = None,
+    resume_from: str | Path | None = None,
     progress: bool = True,
 ) -> History:
     """Train ``model`` with Adam on in-memory ``images`` and return the per-epoch history.
@@ -166,7 +167,13 @@ def fit(
         device: default ``settings().device`` (CUDA when present).
         test_images, test_labels: evaluated after every epoch (loss parts in ``history.test``).
         corrupt: for a denoising autoencoder, ``x -> corrupted x``; the loss scores the clean x.
-        checkpoint: a path; the model and optimizer are saved there (atomically) after each epoch.
+        checkpoint: a path; the model, the optimizer and the training state (epochs done, RNG
+            states, history) are saved there (atomically) after each epoch.
+        resume_from: a checkpoint written by ``fit(checkpoint=...)``: restores the weights, the
+            optimizer's state, the random number generators, the epoch counter and the history,
+            then trains on up to ``epochs`` epochs in all. 2 epochs straight and 1 epoch, then a
+            resume for the second, give the same weights bit for bit on CPU (same data, seed,
+            batch size). ``lr`` is taken from this call.
         progress: show a tqdm progress bar.
 
     Returns:
@@ -199,8 +206,14 @@ def fit(
     history = History()
     n = x_all.shape[0]
     global_step = 0  # optimizer steps taken, over all epochs (what a beta schedule is called with)
+    first_epoch = 0
+    if resume_from is not None:
+        first_epoch, global_step = _resume(resume_from, model, optimizer, generator, history, lr)
+        if first_epoch >= epochs:
+            raise ValueError(f"epochs: {resume_from} has already trained {first_epoch} epochs; "
+                             f"ask for more than that (epochs counts all of them), got {epochs}")
 
-    bar = tqdm(range(epochs), desc=f"training {type(model).__name__}", disable=not progress, unit="epoch")
+    bar = tqdm(range(first_epoch, epochs), initial=first_epoch, total=epochs, desc=f"training {type(model).__name__}", disable=not progress, unit="epoch")
     for epoch in bar:
         model.train()
         start = time.perf_counter()
@@ -242,14 +255,50 @@ def fit(
             postfix["test"] = f"{history.test['total'][-1]:.2f}"
         bar.set_postfix(postfix)
         if checkpoint is not None:
-            save_checkpoint(model, checkpoint, optimizer=optimizer, history=history)
+            save_checkpoint(model, checkpoint, optimizer=optimizer, history=history,
+                            training=_training_state(epoch + 1, global_step, generator, device))
     model.eval()
     return history
 
 
+def _training_state(epochs_done: int, global_step: int, generator: torch.Generator, device: torch.device) -> dict:
+    """What ``fit(resume_from=...)`` needs besides weights and optimizer: the counters and the
+    states of the random number generators (z samples: torch's global RNG; data order: ``generator``)."""
+    state = {"epoch": epochs_done, "global_step": global_step, "torch_rng": torch.get_rng_state(),
+             "data_order_rng": generator.get_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _resume(path, model, optimizer, generator, history: History, lr: float) -> tuple[int, int]:
+    """Restore a ``fit`` checkpoint into the objects ``fit`` built; returns (epochs done, global step)."""
+    load_checkpoint(path, model)  # checks the class and every config field, loads the weights
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    training = state.get("training")
+    if not training or state.get("optimizer") is None or state.get("history") is None:
+        raise ValueError(f"resume_from: {path} holds weights only (saved by save_checkpoint without the "
+                         "training state); load it with load_checkpoint and train afresh instead")
+    optimizer.load_state_dict(state["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = lr  # this call's learning rate
+    torch.set_rng_state(training["torch_rng"])
+    generator.set_state(training["data_order_rng"])
+    if "cuda_rng" in training and model.device.type == "cuda":
+        torch.cuda.set_rng_state(training["cuda_rng"], model.device)
+    saved = state["history"]
+    for split in ("train", "test"):
+        for key, values in saved[split].items():
+            getattr(history, split)[key] = list(values)
+    history.seconds[:] = saved["seconds"]
+    history.samples_per_second[:] = saved["samples_per_second"]
+    return training["epoch"], training["global_step"]
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.Optimizer | None = None,
-                    history: History | None = None) -> Path:
-    """Save model (class, config, weights), optimizer state and history to ``path``.
+                    history: History | None = None, training: dict | None = None) -> Path:
+    """Save model (class, config, weights), optimizer state, history and ``training`` (the state
+    ``fit`` needs to resume: epochs done, RNG states) to ``path``.
 
     Written atomically: to a temporary file in the same folder, flushed to disk, then renamed over
     ``path``, so a crash mid-save leaves the previous checkpoint intact, never a partial file.
@@ -262,6 +311,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.O
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "history": history.as_dict() if history is not None else None,
+        "training": training,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
