@@ -79,6 +79,12 @@ def _check_data(model: nn.Module, images: Tensor, labels: Tensor | None, name: s
         validate.labels(labels, label_name, images.shape[0], max(num_classes, 1))
 
 
+def _check_model(model, name: str = "model") -> None:
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "loss", None)):
+        raise TypeError(f"{name}: expected a model with a loss method (one of {tuple(MODELS)}), "
+                        f"got {type(model).__name__}")
+
+
 def _batch_loss(model, x, y, beta, corrupt=None, free_bits=0.0):
     """Mean loss over the batch and its parts (the model's own ``loss``, per example)."""
     if corrupt is not None:  # denoising: encode a corrupted input, score the clean target
@@ -184,6 +190,7 @@ def fit(
         FloatingPointError: at the first non-finite loss or gradient, raised *before* the
             optimizer step, so the parameters are those of the last good step.
     """
+    _check_model(model)
     epochs = validate.positive_int(epochs, "epochs")
     batch_size = validate.positive_int(batch_size, "batch_size")
     validate.positive_float(lr, "lr")
@@ -196,7 +203,9 @@ def fit(
         _check_data(model, test_images, test_labels, "test_images")
     if corrupt is not None and not isinstance(model, Autoencoder):
         raise ValueError(f"corrupt: only an Autoencoder can be trained to denoise, got a {type(model).__name__}")
-    device = torch.device(device) if device is not None else settings().device
+    device = validate.device(device, "device") if device is not None else settings().device
+    checkpoint = validate.path(checkpoint, "checkpoint") if checkpoint is not None else None
+    resume_from = validate.path(resume_from, "resume_from") if resume_from is not None else None
 
     generator = seed_everything(seed)
     model.to(device)
@@ -337,7 +346,9 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_locati
         ValueError: the file is not a checkpoint of this course, or ``model``'s class or config
             differs from the saved one (the message names the field).
     """
-    path = Path(path)
+    path = validate.path(path, "path")
+    if model is not None:
+        _check_model(model)
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint at {path}")
     try:

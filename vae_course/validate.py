@@ -76,3 +76,30 @@ def positive_float(value, name: str, allow_zero: bool = False) -> float:
         expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
         raise ValueError(f"{name}: expected {expected}, got {value!r}")
     return float(value)
+
+
+def device(value, name: str = "device") -> torch.device:
+    """A ``torch.device`` from ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a device), checked usable here."""
+    if not isinstance(value, (str, torch.device)):
+        raise TypeError(f"{name}: expected a device name such as 'cpu' or 'cuda', got {type(value).__name__} {value!r}")
+    try:
+        parsed = torch.device(value)
+    except RuntimeError:
+        raise ValueError(f"{name}: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index or 0) >= count:
+            raise ValueError(f"{name}: expected a device torch can use here (CUDA devices: {count}), got {value!r}")
+    elif parsed.type != "cpu" and parsed.type != "mps":
+        raise ValueError(f"{name}: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    return parsed
+
+
+def path(value, name: str):
+    """A filesystem path (``str`` or ``os.PathLike``) as a ``pathlib.Path``."""
+    import os
+    from pathlib import Path
+
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name}: expected a path (str or os.PathLike), got {type(value).__name__} {value!r}")
+    return Path(value)
