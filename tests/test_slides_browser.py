@@ -1,0 +1,116 @@
+"""A lecture deck in a real browser: notebook 03 executed in fast mode, built into a deck, opened
+from file:// in headless Chromium (Debian's, driven by Playwright; scripts/setup_browser.sh
+installs both). Checks slides, rendered equations, zero requests off the file system, and saves
+screenshots of an equation slide and a figure slide to build/screenshots/ for review."""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from test_slides import ROOT, build_slides
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("VAE_COURSE_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOTS = ROOT / "build" / "screenshots"
+NOTEBOOK = ROOT / "notebooks" / "03_kl_divergence.ipynb"
+RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|\$\\[a-zA-Z]")
+
+
+@pytest.fixture(scope="module")
+def deck(tmp_path_factory):
+    """Notebook 03 run in fast mode (about 10 s on 2 cores) and built into a deck in a temp folder."""
+    folder = tmp_path_factory.mktemp("deck")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    executed = folder / NOTEBOOK.name
+    nbformat.write(nb, executed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stale or metadata-less notebook would be a failure here
+        return build_slides.build_deck(NOTEBOOK, folder / "slides", executed=executed)
+
+
+@pytest.fixture(scope="module")
+def page(deck):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup_browser.sh (apt-get install chromium)")
+    remote: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+        page.goto(deck.as_uri())
+        page.wait_for_function("window.courseMathDone === true", timeout=60_000)
+        page.remote_requests = remote
+        yield page
+        browser.close()
+
+
+def show(page, h: int, v: int) -> None:
+    """Go to slide (h, v) with all its fragments shown; wait for the move to settle."""
+    page.evaluate("([h, v]) => { Reveal.slide(h, v); while (Reveal.nextFragment()) {} }", [h, v])
+    page.wait_for_timeout(300)
+
+
+def first_slide_with(page, selector: str) -> tuple[int, int]:
+    """Indices of the first slide that contains `selector`, the title slide excluded."""
+    found = page.evaluate("""(sel) => {
+        for (const s of Reveal.getSlides().slice(1)) {
+            if (s.querySelector(sel)) { const i = Reveal.getIndices(s); return [i.h, i.v || 0]; }
+        }
+        return null; }""", selector)
+    assert found is not None, f"no slide contains {selector}"
+    return tuple(found)
+
+
+def test_deck_has_many_slides(page):
+    count = page.evaluate("Reveal.getTotalSlides()")
+    assert count >= 10, f"only {count} slides"
+    assert page.evaluate("Reveal.isReady()")
+
+
+def test_equations_rendered_and_no_raw_tex_left(page):
+    rendered = page.evaluate("document.querySelectorAll('.reveal mjx-container svg').length")
+    assert rendered >= 10, f"only {rendered} MathJax equations rendered"
+    errors = page.evaluate("document.querySelectorAll('.reveal mjx-merror, .reveal [data-mjx-error]').length")
+    assert errors == 0, f"{errors} equations failed to typeset"
+    # Text of the Markdown cells only (code may hold TeX strings for matplotlib labels), math removed.
+    text = page.evaluate("""() => Array.from(document.querySelectorAll('.reveal .jp-RenderedMarkdown')).map(el => {
+        const copy = el.cloneNode(true); copy.querySelectorAll('mjx-container').forEach(m => m.remove());
+        return copy.textContent; }).join('\\n')""")
+    raw = RAW_TEX.findall(text)
+    assert not raw, f"raw TeX left in the slides: {raw[:5]}"
+
+
+def test_no_request_leaves_the_file_system(page):
+    show(page, *first_slide_with(page, "img"))
+    assert page.remote_requests == [], f"the deck asked the network for {page.remote_requests}"
+
+
+def test_screenshots_of_an_equation_slide_and_a_figure_slide(page):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = {"slides_equation.png": "mjx-container[display='true']", "slides_figure.png": ".jp-OutputArea-output img"}
+    for name, selector in shots.items():
+        show(page, *first_slide_with(page, selector))
+        element = page.locator(f".reveal section.present {selector}").first
+        box = element.bounding_box()
+        assert box and box["width"] > 50 and box["height"] > 20, f"{selector} is not visible on its slide: {box}"
+        assert box["y"] + box["height"] <= 800 + 1 and box["x"] + box["width"] <= 1280 + 1, f"{selector} runs off the slide: {box}"
+        page.screenshot(path=str(SCREENSHOTS / name))
+        assert (SCREENSHOTS / name).stat().st_size > 10_000
+
+
+def test_display_equations_are_large_enough_to_read(page):
+    show(page, *first_slide_with(page, "mjx-container[display='true']"))
+    # Height of a capital-letter-sized glyph run: the equation's font size on screen, in pixels.
+    size = page.evaluate("""() => parseFloat(getComputedStyle(
+        document.querySelector(".reveal section.present mjx-container[display='true']")).fontSize) * Reveal.getScale()""")
+    assert size >= 24, f"display equations are {size:.0f} px on a 1280x800 screen; too small to read from the back"
