@@ -258,9 +258,10 @@ def test_importance_weights_use_the_learned_variance():
     x, _ = _dataset(32)
     model = _model(likelihood="gaussian", decoder_variance="learned")
     with torch.no_grad():
-        model.decoder_logvar.fill_(-3.0)
+        model.decoder_logvar_param.fill_(-3.0 / models.DECODER_LOGVAR_SPEED)
+    assert float(model.decoder_logvar.detach()) == pytest.approx(-3.0)
     fixed = _model(likelihood="gaussian")
-    fixed.load_state_dict({k: v for k, v in model.state_dict().items() if k != "decoder_logvar"})
+    fixed.load_state_dict({k: v for k, v in model.state_dict().items() if k != "decoder_logvar_param"})
     iw_learned = evaluate.importance_weighted_nll(model, x, k=5)
     iw_fixed = evaluate.importance_weighted_nll(fixed, x, k=5)
     assert iw_learned.mean != pytest.approx(iw_fixed.mean)

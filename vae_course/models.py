@@ -18,6 +18,7 @@ from vae_course import losses, validate
 
 MNIST_SHAPE = (1, 28, 28)
 DECODER_VARIANCES = ("fixed", "learned", "learned_per_pixel")
+DECODER_LOGVAR_SPEED = 20.0  # see _Base.decoder_logvar
 
 
 def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
@@ -95,10 +96,21 @@ class _Base(nn.Module):
             return torch.sigmoid(decoder_output)
         return decoder_output.clamp(0.0, 1.0)
 
+    @property
+    def decoder_logvar(self) -> Tensor | None:
+        """The Gaussian decoder's learned log-variance (shape ``()`` or ``image_shape``), or None
+        when the variance is fixed. Stored as ``decoder_logvar_param = decoder_logvar /
+        DECODER_LOGVAR_SPEED``: Adam moves every parameter by about ``lr`` per step, which suits
+        weights but would take thousands of steps to bring a log-variance from 0 to its optimum
+        (about -4 to -13 on dequantized MNIST); the factor is a learning rate 20x larger for it."""
+        if getattr(self, "decoder_variance", "fixed") == "fixed":
+            return None
+        return DECODER_LOGVAR_SPEED * self.decoder_logvar_param
+
     def decoder_logvar_or_zero(self) -> Tensor | float:
-        """The Gaussian decoder's log-variance: the learned parameter when the model has one
+        """The Gaussian decoder's log-variance: the learned one when the model has one
         (``decoder_variance="learned"`` or ``"learned_per_pixel"``), else 0.0 (unit variance)."""
-        learned = getattr(self, "decoder_logvar", None)
+        learned = self.decoder_logvar
         return 0.0 if learned is None else learned
 
     def reconstruction_nll(self, decoder_output: Tensor, x: Tensor) -> Tensor:
@@ -163,7 +175,7 @@ class VAE(_Base):
     (the 784-400-20 model of pytorch/examples); ``likelihood`` may also be
     ``"continuous_bernoulli"`` (Loaiza-Ganem & Cunningham 2019).
         decoder_variance: for ``likelihood="gaussian"``: ``"fixed"`` (unit variance, the default),
-            ``"learned"`` (one log-variance for all pixels, a parameter ``decoder_logvar`` of shape
+            ``"learned"`` (one log-variance for all pixels, ``decoder_logvar`` of shape
             ``()``) or ``"learned_per_pixel"`` (shape ``image_shape``), trained with the rest.
     """
 
@@ -188,7 +200,7 @@ class VAE(_Base):
         self.decoder_variance = decoder_variance
         if decoder_variance != "fixed":  # starts at log 1 = 0: unit variance, as the fixed decoder
             shape = () if decoder_variance == "learned" else self.image_shape
-            self.decoder_logvar = nn.Parameter(torch.zeros(shape))
+            self.decoder_logvar_param = nn.Parameter(torch.zeros(shape))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(N, *image_shape)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``: q(z|x)'s mean and
