@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -316,3 +317,22 @@ def test_continuous_bernoulli_vae_trains():
     history = _fit(model, x, epochs=4)
     assert history.train["total"][-1] < history.train["total"][0]
     assert 0 <= model.sample(3).min() and model.sample(3).max() <= 1
+
+
+# ---------------------------------------------------------------- figures
+
+def test_rate_distortion_and_kl_per_dimension_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vae_course import plots
+
+    fig = plots.rate_distortion({"beta sweep": {"β=1": (20.0, 120.0), "β=4": (5.0, 150.0)}, "other": {"": (10.0, 130.0)}})
+    ax = fig.axes[0]
+    assert "nats" in ax.get_xlabel() and "nats" in ax.get_ylabel()
+    assert [t.get_text() for t in ax.texts][:2] == ["β=1", "β=4"]
+    assert list(ax.lines[0].get_xdata()) == [20.0, 5.0]
+    with pytest.raises(ValueError, match="curves"):
+        plots.rate_distortion({})
+    fig = plots.kl_per_dimension({"a": torch.tensor([0.1, 2.0, 0.0])}, threshold=0.5)
+    line = fig.axes[0].lines[0]
+    assert np.allclose(line.get_ydata(), [2.0, 0.1, 1e-4]) and fig.axes[0].get_yscale() == "log"

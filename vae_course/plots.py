@@ -293,3 +293,67 @@ def gaussian_contours(gaussians: Mapping[str, tuple], title: str = "Gaussians in
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.tight_layout()
     return fig
+
+
+def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
+                    title: str = "Rate and distortion (nats per example)", iso_elbo: bool = True) -> Figure:
+    """Rate (KL, x axis) against distortion (reconstruction, y axis), both in nats per example
+    (Alemi et al. 2018, "Fixing a Broken ELBO", Fig. 1).
+
+    ``curves`` maps a series name to ``{point label: (rate, distortion)}``; each series is drawn as
+    connected markers with every point labelled (e.g. ``{"beta sweep": {"β=1": (R, D), ...}}``), a
+    series of one point as a lone marker. With ``iso_elbo``, dotted lines R + D = const show points
+    of equal negative ELBO (lower-left is better; the diagonal through a point is its ELBO).
+    """
+    fig, ax = plt.subplots(figsize=(6.8, 4.6))
+    all_r, all_d = [], []
+    for i, (name, points) in enumerate(curves.items()):
+        rates = [float(r) for r, _ in points.values()]
+        dists = [float(d) for _, d in points.values()]
+        all_r += rates
+        all_d += dists
+        ax.plot(rates, dists, marker="o", ms=6, color=f"C{i}", label=name, linestyle="-" if len(rates) > 1 else "none")
+        for label, r, d in zip(points, rates, dists):
+            ax.annotate(str(label), (r, d), textcoords="offset points", xytext=(6, 4), fontsize=9, color=f"C{i}")
+    if not all_r:
+        raise ValueError("curves: expected at least one (rate, distortion) point, got none")
+    r_pad = 0.08 * (max(all_r) - min(all_r) + 1.0)
+    d_pad = 0.08 * (max(all_d) - min(all_d) + 1.0)
+    ax.set_xlim(max(0.0, min(all_r) - r_pad) if min(all_r) >= 0 else min(all_r) - r_pad, max(all_r) + 3 * r_pad)
+    ax.set_ylim(min(all_d) - d_pad, max(all_d) + d_pad)
+    if iso_elbo:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        for total in np.linspace(x0 + y0, x1 + y1, 8)[1:-1]:  # lines R + D = total across the view
+            ax.plot([x0, x1], [total - x0, total - x1], color="0.8", linestyle=":", lw=1, zorder=0)
+        ax.plot([], [], color="0.8", linestyle=":", label="equal negative ELBO (R + D)")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+    ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)), nats")
+    ax.set_ylabel("distortion: −E_q log p(x|z), nats")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent dimension",
+                     threshold: float | None = None) -> Figure:
+    """The KL (nats, log scale) of each latent dimension, sorted from largest to smallest, one line
+    per model (``{"β=1": (D,) KLs, ...}``). A dimension near zero is collapsed: q(z_j|x) = p(z_j).
+    ``threshold``: a dashed horizontal line (e.g. the free-bits lambda)."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    for i, (name, kl) in enumerate(kls.items()):
+        values = np.sort(np.asarray(torch.as_tensor(kl).detach().cpu(), dtype=float).ravel())[::-1]
+        ax.plot(np.arange(1, len(values) + 1), np.clip(values, 1e-4, None), marker="o", ms=4, color=f"C{i}", label=name)
+    if threshold is not None:
+        ax.axhline(threshold, color="0.4", linestyle="--", lw=1, label=f"{threshold:g} nats")
+    ax.set_yscale("log")
+    ax.set_xlabel("latent dimension, sorted by its KL")
+    ax.set_ylabel("KL per dimension, nats (values below 1e-4 drawn at 1e-4)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
