@@ -319,3 +319,63 @@ def test_iwae_bound_is_tighter_than_the_elbo(make, shape):
     iwae = evaluate.importance_weighted_nll(model, x, k=200)
     assert iwae.mean < nelbo, (iwae, nelbo)
     assert iwae.mean > nelbo - 20
+
+
+# ---------------------------------------------------------------- the aggregate posterior's KL, and the figures
+
+def _constant_encoder(mu_value):
+    torch.manual_seed(0)
+    model = models.VAE(image_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2)
+    with torch.no_grad():
+        for head, bias in ((model.mu_head, mu_value), (model.logvar_head, 0.0)):
+            head.weight.zero_()
+            head.bias.fill_(bias)
+    return model
+
+
+def test_marginal_kl_is_zero_when_every_posterior_is_the_prior():
+    estimate = evaluate.marginal_kl(_constant_encoder(0.0), _images(30, (1, 4, 4)), n_samples=500)
+    assert abs(estimate.mean) < 1e-5 and estimate.stderr < 1e-5
+
+
+def test_marginal_kl_of_a_shifted_posterior_matches_the_closed_form():
+    # q(z) = N(c, I) for every image: KL(N(c, I) || N(0, I)) = |c|^2 / 2 = 1.0 for c = (1, 1).
+    estimate = evaluate.marginal_kl(_constant_encoder(1.0), _images(30, (1, 4, 4)), n_samples=4000)
+    assert abs(estimate.mean - 1.0) < 4 * estimate.stderr + 1e-9, estimate
+
+
+def test_marginal_kl_uses_the_models_prior_and_checks_arguments():
+    model = _mixture_model(latent_dim=2, n_components=1)
+    with torch.no_grad():
+        model.mu_head.weight.zero_(), model.mu_head.bias.fill_(2.0)
+        model.logvar_head.weight.zero_(), model.logvar_head.bias.zero_()
+        model.prior_means.fill_(2.0), model.prior_logvars.zero_()
+    assert abs(evaluate.marginal_kl(model, _images(10, (1, 4, 4)), n_samples=200).mean) < 1e-5
+    with pytest.raises(TypeError, match="model"):
+        evaluate.marginal_kl(models.CVAE(image_shape=(1, 4, 4), latent_dim=2), _images(4, (1, 4, 4)))
+    with pytest.raises(ValueError, match="n_samples"):
+        evaluate.marginal_kl(model, _images(4, (1, 4, 4)), n_samples=0)
+
+
+def test_prior_ellipses_and_loss_vs_time_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vae_course import plots
+
+    model = _mixture_model(latent_dim=2, n_components=3)
+    fig = plots.latent_scatter(torch.randn(40, 2, generator=gen(1)), torch.arange(40) % 10)
+    plots.prior_ellipses(fig.axes[0], model.prior_means, model.prior_logvars, model.prior_weights)
+    ellipses = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 100]
+    assert len(ellipses) == 3
+    x0 = ellipses[0].get_xdata()
+    sigma = math.exp(0.5 * model.prior_logvars[0, 0].item())
+    assert (x0.max() - x0.min()) / 2 == pytest.approx(2.0 * sigma, rel=1e-3)
+    x = _images(32, (1, 4, 4))
+    history = train.fit(model, x, epochs=3, batch_size=16, progress=False, device="cpu", test_images=x)
+    fig = plots.loss_vs_time({"mixture": history})
+    line = fig.axes[0].lines[0]
+    assert list(line.get_ydata()) == history.test["total"]
+    assert line.get_xdata()[-1] == pytest.approx(sum(history.seconds))
+    bare = train.fit(model, x, epochs=1, batch_size=16, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="test_images"):
+        plots.loss_vs_time({"bare": bare})
