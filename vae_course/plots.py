@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from vae_course import losses
 
@@ -363,7 +363,7 @@ def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.
                    label: str = "prior components (2σ)") -> Figure:
     """Draw each diagonal Gaussian of a prior on a 2-D latent plot ``ax`` as an ellipse at ``level``
     standard deviations (2σ: about 86 % of a 2-D Gaussian's mass), line width growing with its
-    mixture weight, and a ``+`` at its mean.
+    mixture weight (relative to the largest), and a ``+`` at its mean; equal axis scales.
 
     Args: ``means``, ``logvars`` ``(K, 2)`` (or ``(K, D)``: the first two dimensions are drawn);
     ``weights`` ``(K,)`` summing to 1 (default equal). Returns the axes' figure.
@@ -373,10 +373,12 @@ def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.
     k = len(means)
     weights = np.full(k, 1.0 / k) if weights is None else np.asarray(torch.as_tensor(weights).detach().cpu(), dtype=float)
     angle = np.linspace(0.0, 2.0 * np.pi, 100)
-    for i, (mean, sigma, weight) in enumerate(zip(means, sigmas, weights)):
+    widths = 0.6 + 2.4 * weights / weights.max()  # the heaviest component gets 3 points
+    for i, (mean, sigma, width) in enumerate(zip(means, sigmas, widths)):
         ax.plot(mean[0] + level * sigma[0] * np.cos(angle), mean[1] + level * sigma[1] * np.sin(angle), color=color,
-                lw=0.6 + 8.0 * weight, alpha=0.8, label=label if i == 0 else None)
+                lw=width, alpha=0.8, label=label if i == 0 else None)
         ax.plot(*mean, marker="+", ms=8, mew=1.5, color=color)
+    ax.set_aspect("equal", adjustable="datalim")  # circles look round: z1 and z2 on one scale
     handles, names = ax.get_legend_handles_labels()  # keep the digits' legend beside the plot
     ax.legend(handles, names, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     return ax.figure
@@ -393,7 +395,12 @@ def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: st
             raise ValueError(f"histories[{name!r}]: no test losses; train with fit(..., test_images=...)")
         seconds = np.cumsum(h.seconds)
         ax.plot(seconds, h.test[part], marker="o", ms=3, color=f"C{i}", label=name)
-    ax.set_xscale("log" if logx else "linear")
+    if logx:  # plain numbers at 1-2-5 steps; matplotlib's default labels minor ticks as 3x10^-1
+        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        ticks = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training time (seconds" + (", log scale)" if logx else ")"))
     ax.set_ylabel(ylabel)
     ax.set_title(title)
