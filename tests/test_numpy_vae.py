@@ -31,27 +31,21 @@ def assert_close(numpy_grad, reference, tol, what):
 
 
 def check_layer(layer, x, torch_forward, rng):
-    """Compare ``layer``'s backward with autograd on ``torch_forward(x, params)`` and with
-    finite differences, for the loss ``sum(y * G)`` with a random G (so dL/dy = G)."""
-    y = layer.forward(x)
-    G = rng.standard_normal(y.shape)
-    layer.zero_grad()
-    grad_x = layer.backward(G)
+    """``nv.gradient_check``: the layer's backward against autograd and finite differences."""
+    errors = nv.gradient_check(layer, x, torch_forward, rng)
+    assert set(errors) == {"forward", "input", *layer.params}
+    for name, (autograd, finite) in errors.items():
+        assert autograd < AUTOGRAD_TOL and finite < FD_TOL, f"{layer.label} {name}: {autograd:.1e}, {finite:.1e}"
 
-    x_t = t(x)
-    params_t = {k: t(v) for k, v in layer.params.items()}
-    y_t = torch_forward(x_t, params_t)
-    assert_close(y, y_t, AUTOGRAD_TOL, f"{layer.label} forward")
-    (y_t * torch.from_numpy(G)).sum().backward()
-    assert_close(grad_x, x_t.grad, AUTOGRAD_TOL, f"{layer.label} dL/dx vs autograd")
-    for k in layer.params:
-        assert_close(layer.grads[k], params_t[k].grad, AUTOGRAD_TOL, f"{layer.label} dL/d{k} vs autograd")
 
-    def loss():
-        return float(np.sum(layer.forward(x) * G))
-    assert_close(grad_x, nv.numerical_gradient(loss, x), FD_TOL, f"{layer.label} dL/dx vs finite differences")
-    for k, p in layer.params.items():
-        assert_close(layer.grads[k], nv.numerical_gradient(loss, p), FD_TOL, f"{layer.label} dL/d{k} vs finite differences")
+def test_gradient_check_catches_a_wrong_backward():
+    class WrongTanh(nv.Tanh):
+        def backward(self, grad_out):
+            return grad_out * (1.0 - self._cached()[0])  # forgot the square
+    rng = np.random.default_rng(0)
+    errors = nv.gradient_check(WrongTanh(), rng.standard_normal((3, 4)), lambda x, p: torch.tanh(x), rng)
+    assert errors["input"][0] > 0.01 and errors["input"][1] > 0.01, errors
+    assert errors["forward"][0] < 1e-15
 
 
 # ------------------------------------------------------------------ layers vs autograd and finite differences
@@ -359,3 +353,16 @@ def test_k_decoder_passes_divide_the_gradient_variance_by_k():
     # Same mean: averaging K passes is unbiased. E||mean_1 - mean_8||^2 = (var_1 + var_8) / repeats.
     gap = np.sum((mean_1 - mean_8) ** 2) / ((var_1 + var_8) / repeats)
     assert gap < 3, f"the mean gradients differ by {gap:.1f} times their expected squared distance"
+
+
+def test_manifold_grid_tile_lines_for_tiny_images():
+    # The notebook's 9 x 9 grid of 3x3 images: lines between the tiles, ticks at the tiles' centres.
+    import matplotlib.pyplot as plt
+
+    from vae_course import plots
+
+    fig = plots.manifold_grid(lambda z: torch.zeros(len(z), 1, 3, 3), n=5, tile_lines=True)
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 * 4
+    assert list(ax.get_xticks()) == [1.0, 4.0, 10.0, 13.0]   # tiles 0, 1, 3, 4; pixel k spans k +- 0.5
+    plt.close(fig)

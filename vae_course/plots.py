@@ -128,10 +128,12 @@ def gaussian_quantiles(n: int, low: float = 0.05, high: float = 0.95) -> torch.T
 
 
 def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, latent_dim: int = 2,
-                  dims: tuple[int, int] = (0, 1), title: str = "Decoded latent grid (Gaussian quantiles)") -> Figure:
+                  dims: tuple[int, int] = (0, 1), title: str = "Decoded latent grid (Gaussian quantiles)",
+                  tile_lines: bool = False) -> Figure:
     """Decode an ``n x n`` grid over two latent dimensions (others 0) at Gaussian quantiles.
 
     ``decode`` maps ``(M, latent_dim)`` latents to ``(M, 1, H, W)`` pixels in [0, 1].
+    ``tile_lines`` draws thin lines between the decoded images (for tiny ones, e.g. 3x3).
     """
     q = gaussian_quantiles(n)
     z = torch.zeros(n * n, latent_dim)
@@ -145,7 +147,11 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
     # Ticks symmetric about the centre: the ends and the cells a quarter of the way in.
     idx = np.unique([0, n // 4, n - 1 - n // 4, n - 1])
-    centres = np.arange(n) * w + w / 2
+    centres = np.arange(n) * w + (w - 1) / 2  # pixel k spans k - 0.5 .. k + 0.5
+    if tile_lines:
+        for k in range(1, n):
+            ax.axvline(k * w - 0.5, color="tab:blue", lw=0.8)
+            ax.axhline(k * h - 0.5, color="tab:blue", lw=0.8)
     values = q.tolist()
     ax.set_xticks(centres[idx], [f"{values[i]:.2f}" for i in idx])
     ax.set_yticks(centres[idx], [f"{values[n - 1 - i]:.2f}" for i in idx])
