@@ -1,0 +1,69 @@
+"""The benchmark (vae_course.benchmark): a quick run writes every field with sane values; the FLOP
+count, the reference-to-course weight copy and the offline Burda command are checked."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from vae_course import benchmark, models
+
+
+def test_training_flops_counted_by_hand():
+    f = benchmark.training_flops([(784, 400), (400, 20)], batch_size=2)
+    forward = 2 * 2 * (784 * 400 + 400 * 20)
+    assert f["forward"] == forward
+    assert f["backward"] == 2 * 2 * 784 * 400 + 4 * 2 * 400 * 20  # no input gradient for the first layer
+    assert f["step"] == f["forward"] + f["backward"] and f["per_example"] == f["step"] / 2
+
+
+def test_reference_weights_in_a_course_vae_give_the_same_model():
+    torch.manual_seed(0)
+    ref = benchmark.ReferenceVAE()
+    vae = benchmark.as_course_vae(ref)
+    torch.manual_seed(0)
+    course_init = models.VAE()
+    # built in the same order: the same seed gives the same initial weights
+    assert torch.equal(course_init.encoder[0].weight, ref.fc1.weight)
+    assert torch.equal(course_init.decoder[2].weight, ref.fc4.weight)
+    x = torch.rand(5, 1, 28, 28)
+    mu, logvar = vae.encode(x)
+    h = torch.relu(ref.fc1(x.view(-1, 784)))
+    torch.testing.assert_close(mu, ref.fc21(h))
+    torch.testing.assert_close(logvar, ref.fc22(h))
+    z = torch.randn(5, 20)
+    torch.testing.assert_close(torch.sigmoid(vae.decode(z)).flatten(1), torch.sigmoid(ref.fc4(torch.relu(ref.fc3(z)))))
+
+
+def test_quick_benchmark_writes_every_field(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        assert benchmark.main(["--quick", "--epochs", "2", "--course", "skip", "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    assert (tmp_path / "benchmark.png").stat().st_size > 10_000
+    table = (tmp_path / "benchmark.md").read_text()
+    assert "course `fit()`" in table and "reference loop" in table and "speedup" in table
+    assert 1 < result["gemm_gflops"] < 1e6
+    assert result["flops_per_step"]["per_example"] == pytest.approx(3.28e6, rel=0.01)
+    for name in ("course", "reference"):
+        m = result["models"][name]
+        assert len(m["samples_per_second"]) == 2 and m["samples_per_second_median"] > 100
+        assert 50 < m["test_iwae_nll_nats"] <= m["test_negative_elbo_nats"] + 1 < 600  # IWAE <= ELBO (noise: 1 nat)
+        assert m["memory"]["peak_rss_mib"] > 0 and m["memory"]["peak_added_mib"] >= 0
+        assert 0 < result["gemm_fraction"][name] < 1.5
+        assert m["train_loss_nats"][-1] < m["train_loss_nats"][0]  # both learn
+    assert set(result["targets"]) >= {"speedup", "gemm_fraction_course", "test_negative_elbo"}
+    assert all(isinstance(v["met"], bool) for v in result["targets"].values())
+    assert result["data"]["n_train"] == 1024 and result["settings"]["k"] == 100
+
+
+def test_burda_says_it_needs_full_mnist_and_exits_cleanly_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAE_COURSE_OFFLINE", "1")
+    monkeypatch.setenv("VAE_COURSE_DATA_DIR", str(tmp_path / "empty"))
+    assert benchmark.main(["--burda", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "needs full MNIST" in out and "Nothing run" in out
+    assert not (tmp_path / "burda.json").exists()
