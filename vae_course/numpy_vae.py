@@ -202,7 +202,24 @@ def _windows(k: int, stride: int, out_h: int, out_w: int):
             yield i, j, (slice(i, i + stride * (out_h - 1) + 1, stride), slice(j, j + stride * (out_w - 1) + 1, stride))
 
 
-class Conv2d(Layer):
+class _Kernel(Layer):
+    """What Conv2d and ConvTranspose2d share: channels, kernel size k, stride, weights and biases.
+    Weights start as N(0, 1 / (C_in k^2)), biases at 0."""
+
+    transposed = False  # W is (C_out, C_in, k, k) for a convolution, (C_in, C_out, k, k) for its transpose
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 rng: np.random.Generator, name: str | None = None):
+        super().__init__(name)
+        self.in_channels, self.out_channels, self.k, self.stride = in_channels, out_channels, kernel_size, stride
+        channels = (in_channels, out_channels) if self.transposed else (out_channels, in_channels)
+        fan_in = in_channels * kernel_size**2
+        self.params["W"] = rng.standard_normal((*channels, kernel_size, kernel_size)) / math.sqrt(fan_in)
+        self.params["b"] = np.zeros(out_channels)
+        self.zero_grad()
+
+
+class Conv2d(_Kernel):
     """A 2-D convolution (cross-correlation, as in ``torch.nn.functional.conv2d``), no padding.
 
     ``x (N, C_in, H, W)`` -> ``y (N, C_out, H', W')`` with ``H' = (H - k) // stride + 1``:
@@ -214,15 +231,6 @@ class Conv2d(Layer):
     """
 
     kind = "Conv2d"
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 rng: np.random.Generator, name: str | None = None):
-        super().__init__(name)
-        self.in_channels, self.out_channels, self.k, self.stride = in_channels, out_channels, kernel_size, stride
-        fan_in = in_channels * kernel_size**2
-        self.params["W"] = rng.standard_normal((out_channels, in_channels, kernel_size, kernel_size)) / math.sqrt(fan_in)
-        self.params["b"] = np.zeros(out_channels)
-        self.zero_grad()
 
     def output_size(self, size: int) -> int:
         return (size - self.k) // self.stride + 1
@@ -253,7 +261,7 @@ class Conv2d(Layer):
         return grad_x
 
 
-class ConvTranspose2d(Layer):
+class ConvTranspose2d(_Kernel):
     """The transpose of ``Conv2d`` (as ``torch.nn.functional.conv_transpose2d``), no padding.
 
     ``x (N, C_in, H, W)`` -> ``y (N, C_out, (H - 1) stride + k, (W - 1) stride + k)``: each input
@@ -264,15 +272,7 @@ class ConvTranspose2d(Layer):
     """
 
     kind = "ConvTranspose2d"
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 rng: np.random.Generator, name: str | None = None):
-        super().__init__(name)
-        self.in_channels, self.out_channels, self.k, self.stride = in_channels, out_channels, kernel_size, stride
-        fan_in = in_channels * kernel_size**2
-        self.params["W"] = rng.standard_normal((in_channels, out_channels, kernel_size, kernel_size)) / math.sqrt(fan_in)
-        self.params["b"] = np.zeros(out_channels)
-        self.zero_grad()
+    transposed = True
 
     def output_size(self, size: int) -> int:
         return (size - 1) * self.stride + self.k
