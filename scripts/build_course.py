@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,31 @@ def extract_figures(nb, stem: str, folder: Path) -> list[str]:
                 (folder / name).write_bytes(base64.b64decode(png))
                 names.append(name)
     return names
+
+
+# A printed line that reports time, speed or memory differs between runs; everything else a
+# notebook prints (losses, KLs, accuracies, estimates) must be the same on every CPU run.
+_TIMING = re.compile(r"\d\s*(s|ms|sec|seconds|min|minutes|it/s|samples/s|MiB|MB|GB)\b|0x[0-9a-f]{6,}|\bseconds?\b"
+                     r"|\btime\b|\btook\b", re.IGNORECASE)
+_NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+
+
+def numeric_outputs(nb) -> list[str]:
+    """Every printed line holding a number (stdout and text results), timing lines left out: the
+    notebook's metrics, compared across runs by tests/test_determinism.py."""
+    lines = []
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stdout":
+                text = output.get("text", "")
+            elif output.get("output_type") == "execute_result":
+                text = output.get("data", {}).get("text/plain", "")
+            else:
+                continue
+            for line in text.splitlines():
+                if _NUMBER.search(line) and not _TIMING.search(line):
+                    lines.append(f"cell {i}: {line.strip()}")
+    return lines
 
 
 def main(argv: list[str]) -> int:
@@ -65,7 +91,8 @@ def main(argv: list[str]) -> int:
         html, _ = HTMLExporter().from_notebook_node(nb)
         (BUILD / f"{path.stem}.html").write_text(html, encoding="utf-8")
         figures = extract_figures(nb, path.stem, BUILD / "figures")
-        summary["notebooks"][path.name] = {"seconds": round(seconds, 1), "figures": len(figures), "error": error}
+        summary["notebooks"][path.name] = {"seconds": round(seconds, 1), "figures": len(figures), "error": error,
+                                           "metrics": numeric_outputs(nb)}
         status = "FAILED" if error else "ok"
         print(f"{path.name:45s} {seconds:7.1f} s  {len(figures):3d} figures  {status}", flush=True)
         if error:
