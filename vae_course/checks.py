@@ -266,9 +266,9 @@ def linear_gaussian_evidence(value) -> bool:
 
 
 def linear_gaussian_posterior(mean, variance) -> bool:
-    """02.1 (second part): the mean and variance of p(z|x) for the same model."""
+    """02.2: the mean and variance of p(z|x) for the same model as 02.1."""
     __tracebackhide__ = True
-    ex = "02.1"
+    ex = "02.2"
     m, v = _number(mean, "mean", ex), _number(variance, "variance", ex)
     total = _W ** 2 + _S2
     m_ok, v_ok = _close(m, _W * _X / total), _close(v, _S2 / total)
