@@ -413,8 +413,12 @@ def plot(r: dict, path: Path) -> None:
     axes[2].set_xticks([0.19, 1.19], labels)
     low = min(c["test_iwae_nll_nats"], ref["test_iwae_nll_nats"])
     axes[2].set(title="Held-out test digits", ylabel="nats per example", ylim=(0.9 * low, None))
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes:
         ax.legend(fontsize=8)
+    for ax in axes[:2]:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"Course fit() vs the pytorch/examples-style loop: 784-400-20 VAE, batch "
                  f"{r['settings']['batch_size']}, {r['machine']['device']}, {r['machine']['threads']} threads")
     fig.savefig(path, dpi=110)

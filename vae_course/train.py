@@ -226,7 +226,9 @@ def fit(
     for epoch in bar:
         model.train()
         start = time.perf_counter()
-        sums = {"total": 0.0, "reconstruction": 0.0, "kl": 0.0}
+        # Loss sums stay on the device (float64): no float() per step, which on a GPU would wait
+        # for every step to finish before queuing the next.
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
         order = torch.randperm(n, generator=generator).to(device)
         for step, i in enumerate(range(0, n, batch_size)):
             idx = order[i:i + batch_size]
@@ -248,11 +250,11 @@ def fit(
                     f"optimizer step; parameters are from the last good step")
             optimizer.step()
             global_step += 1
-            for key in sums:
-                sums[key] += float(getattr(parts, key).detach().sum())
+            sums += torch.stack([parts.total.detach().sum(), parts.reconstruction.detach().sum(),
+                                 parts.kl.detach().sum()]).double()
         seconds = time.perf_counter() - start
-        for key in sums:
-            history.train[key].append(sums[key] / n)
+        for key, value in zip(("total", "reconstruction", "kl"), sums.tolist()):
+            history.train[key].append(value / n)
         history.seconds.append(seconds)
         history.samples_per_second.append(n / seconds)
         if test_images is not None:
