@@ -5,3 +5,23 @@ import torch
 def gen(seed: int) -> torch.Generator:
     """A CPU random generator with a fixed seed (tests draw their data from it)."""
     return torch.Generator().manual_seed(seed)
+
+
+def kill_when(proc, condition, timeout_s: float = 60.0) -> None:
+    """SIGKILL the child process ``proc`` as soon as ``condition()`` holds (a fault-injection test:
+    the process dies mid-write). Fails if the child exits first or ``timeout_s`` passes."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not condition():
+            assert proc.poll() is None, f"the child exited (code {proc.returncode}) before the condition held"
+            assert time.monotonic() < deadline, "timed out waiting for the child"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL

@@ -675,21 +675,14 @@ def _wait_for(condition, timeout_s: float = 60.0) -> None:
 
 
 def test_a_process_killed_while_writing_leaves_no_partial_file(synthetic, server, data_dir, tmp_path):
-    import signal
+    from helpers import kill_when
 
     url, handler = server
     proc, ready, _ = _start_child(tmp_path, "killed", data_dir, [f"{url}/slow/"])
-    try:
-        _wait_for(ready.exists)
-        (tmp_path / "go").touch()
-        # The child is writing to a temporary name when the server stalls halfway.
-        _wait_for(lambda: handler.stalled.is_set() and any(p.name.endswith(".part") for p in data_dir.iterdir()))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    _wait_for(ready.exists)
+    (tmp_path / "go").touch()
+    # Killed while writing to a temporary name: the server has stalled halfway.
+    kill_when(proc, lambda: handler.stalled.is_set() and any(p.name.endswith(".part") for p in data_dir.iterdir()))
     assert not (data_dir / TRAIN_IMAGES).exists()  # nothing at the final name
     # The next call succeeds, and clears the dead process's temporary file.
     images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)

@@ -552,24 +552,14 @@ train.save_checkpoint(models.VAE(image_shape=(1, 4, 4), hidden_dims=(16,), laten
 
 
 def test_a_save_killed_halfway_leaves_the_previous_checkpoint_loadable(tmp_path):
-    import signal
     import subprocess
     import sys
-    import time
+
+    from helpers import kill_when
 
     path, marker = tmp_path / "m.pt", tmp_path / "halfway"
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path), str(marker)])
-    try:
-        deadline = time.monotonic() + 60
-        while not marker.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, "the child did not reach the save"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, marker.exists)  # killed halfway through writing the second checkpoint
     partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, beside it
     loaded = train.load_checkpoint(path)  # the previous checkpoint, whole
