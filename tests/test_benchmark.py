@@ -67,3 +67,21 @@ def test_burda_says_it_needs_full_mnist_and_exits_cleanly_offline(tmp_path, monk
     out = capsys.readouterr().out
     assert "needs full MNIST" in out and "Nothing run" in out
     assert not (tmp_path / "burda.json").exists()
+
+
+def test_course_times_reuse_only_complete_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(benchmark, "REPO_ROOT", tmp_path)
+    (tmp_path / "notebooks").mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (tmp_path / "notebooks" / name).write_text("{}")
+    saved = tmp_path / "build" / "benchmark"
+    saved.mkdir(parents=True)
+    full = {"notebooks": {"01_a.ipynb": {"seconds": 50.0, "error": None}, "02_b.ipynb": {"seconds": 70.0, "error": None}},
+            "total_seconds": 120.0}
+    (saved / "course_fast.json").write_text(json.dumps(full))
+    (saved / "course_full.json").write_text(json.dumps({"notebooks": {"01_a.ipynb": {"seconds": 9.0, "error": None}},
+                                                        "total_seconds": 9.0}))
+    times = benchmark.course_times("reuse")
+    assert times["fast"]["total_seconds"] == 120.0 and times["fast"]["all_ok"] and times["fast"]["limit_seconds"] == 180
+    assert "covers 1 of 2 notebooks" in times["full"]["error"]
+    assert benchmark.course_times("skip") == {}

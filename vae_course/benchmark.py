@@ -323,6 +323,11 @@ def course_times(how: str) -> dict:
                 times[mode] = {"error": "no saved run: use --course run"}
                 continue
         summary = json.loads(saved.read_text())
+        expected = {nb.name for nb in (REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+        if not expected <= set(summary.get("notebooks", {})):  # a partial run would understate the total
+            times[mode] = {"error": f"{saved.name} covers {len(summary.get('notebooks', {}))} of {len(expected)} "
+                                    "notebooks: use --course run"}
+            continue
         times[mode] = {"notebooks": {k: v["seconds"] for k, v in summary["notebooks"].items()},
                        "total_seconds": summary.get("total_seconds"),
                        "all_ok": all(v.get("error") is None for v in summary["notebooks"].values()),
