@@ -28,7 +28,8 @@ def _read(path):
 
 def test_student_notebooks_are_up_to_date(capsys):
     assert make.main(["--check"]) == 0, capsys.readouterr().err
-    assert sorted(p.name for p in STUDENT_DIR.glob("*.ipynb")) == [p.name for p in COURSE]
+    students = {p.name for p in STUDENT_DIR.glob("*.ipynb")}
+    assert {p.name for p in COURSE} <= students, "notebooks 01-05 all have exercises, so all have a student version"
 
 
 def test_check_fails_when_a_source_changes(tmp_path, capsys):
