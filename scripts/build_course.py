@@ -35,8 +35,8 @@ def extract_figures(nb, stem: str, folder: Path) -> list[str]:
 
 # A printed line that reports time, speed or memory differs between runs; everything else a
 # notebook prints (losses, KLs, accuracies, estimates) must be the same on every CPU run.
-_TIMING = re.compile(r"\d\s*(s|ms|sec|seconds|min|minutes|it/s|samples/s|MiB|MB|GB)\b|0x[0-9a-f]{6,}|\bseconds?\b"
-                     r"|\btime\b|\btook\b", re.IGNORECASE)
+_TIMING = re.compile(r"\d\s*(s|ms|sec|seconds|min|minutes|MiB|MB|GB)\b|\w/s\b|per second|throughput"
+                     r"|0x[0-9a-f]{6,}|\bseconds?\b|\btime\b|\btook\b", re.IGNORECASE)
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 

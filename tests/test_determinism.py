@@ -38,7 +38,7 @@ def test_numeric_outputs_keep_metrics_and_drop_timings():
     cell = nbformat.v4.new_code_cell("")
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
                                            text="test negative ELBO 123.45 nats\ntrained in 3.2 s\n"
-                                                "28,000 samples/s\nno numbers here\n"),
+                                                "28,000 samples/s\nthroughput: 15,734 digits/s\nno numbers here\n"),
                     nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=1)]
     nb.cells = [cell]
     assert numeric_outputs(nb) == ["cell 0: test negative ELBO 123.45 nats", "cell 0: 0.25"]
