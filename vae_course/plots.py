@@ -301,6 +301,57 @@ def gaussian_contours(gaussians: Mapping[str, tuple], title: str = "Gaussians in
     return fig
 
 
+def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.0, color: str = "black",
+                   label: str = "prior components (2σ)") -> Figure:
+    """Draw each diagonal Gaussian of a prior on a 2-D latent plot ``ax`` as an ellipse at ``level``
+    standard deviations (2σ: about 86 % of a 2-D Gaussian's mass), line width growing with its
+    mixture weight (relative to the largest), and a ``+`` at its mean; equal axis scales.
+
+    Args: ``means``, ``logvars`` ``(K, 2)`` (or ``(K, D)``: the first two dimensions are drawn);
+    ``weights`` ``(K,)`` summing to 1 (default equal). Returns the axes' figure.
+    """
+    means = np.asarray(torch.as_tensor(means).detach().cpu(), dtype=float)[:, :2]
+    sigmas = np.exp(0.5 * np.asarray(torch.as_tensor(logvars).detach().cpu(), dtype=float))[:, :2]
+    k = len(means)
+    weights = np.full(k, 1.0 / k) if weights is None else np.asarray(torch.as_tensor(weights).detach().cpu(), dtype=float)
+    angle = np.linspace(0.0, 2.0 * np.pi, 100)
+    widths = 0.6 + 2.4 * weights / weights.max()  # the heaviest component gets 3 points
+    for i, (mean, sigma, width) in enumerate(zip(means, sigmas, widths)):
+        ax.plot(mean[0] + level * sigma[0] * np.cos(angle), mean[1] + level * sigma[1] * np.sin(angle), color=color,
+                lw=width, alpha=0.8, label=label if i == 0 else None)
+        ax.plot(*mean, marker="+", ms=8, mew=1.5, color=color)
+    ax.set_aspect("equal", adjustable="datalim")  # circles look round: z1 and z2 on one scale
+    handles, names = ax.get_legend_handles_labels()  # keep the digits' legend beside the plot
+    ax.legend(handles, names, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    return ax.figure
+
+
+def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: str = "Test loss against training time",
+                 ylabel: str = "test negative ELBO (nats per digit)", logx: bool = True) -> Figure:
+    """For each ``History`` (``{"name": history}``, trained with ``test_images``), the test loss
+    ``part`` after each epoch against the training seconds spent so far (evaluation time not
+    counted): which model is better for a given wall-clock budget."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    for i, (name, h) in enumerate(histories.items()):
+        if not h.test[part]:
+            raise ValueError(f"histories[{name!r}]: no test losses; train with fit(..., test_images=...)")
+        seconds = np.cumsum(h.seconds)
+        ax.plot(seconds, h.test[part], marker="o", ms=3, color=f"C{i}", label=name)
+    if logx:  # plain numbers at 1-2-5 steps; matplotlib's default labels minor ticks as 3x10^-1
+        ax.set_xscale("log")
+        low, high = ax.get_xlim()
+        ticks = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training time (seconds" + (", log scale)" if logx else ")"))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
                     title: str = "Rate and distortion (nats per example)", iso_elbo: bool = True) -> Figure:
     """Rate (KL, x axis) against distortion (reconstruction, y axis), both in nats per example
@@ -361,56 +412,5 @@ def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent 
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.0, color: str = "black",
-                   label: str = "prior components (2σ)") -> Figure:
-    """Draw each diagonal Gaussian of a prior on a 2-D latent plot ``ax`` as an ellipse at ``level``
-    standard deviations (2σ: about 86 % of a 2-D Gaussian's mass), line width growing with its
-    mixture weight (relative to the largest), and a ``+`` at its mean; equal axis scales.
-
-    Args: ``means``, ``logvars`` ``(K, 2)`` (or ``(K, D)``: the first two dimensions are drawn);
-    ``weights`` ``(K,)`` summing to 1 (default equal). Returns the axes' figure.
-    """
-    means = np.asarray(torch.as_tensor(means).detach().cpu(), dtype=float)[:, :2]
-    sigmas = np.exp(0.5 * np.asarray(torch.as_tensor(logvars).detach().cpu(), dtype=float))[:, :2]
-    k = len(means)
-    weights = np.full(k, 1.0 / k) if weights is None else np.asarray(torch.as_tensor(weights).detach().cpu(), dtype=float)
-    angle = np.linspace(0.0, 2.0 * np.pi, 100)
-    widths = 0.6 + 2.4 * weights / weights.max()  # the heaviest component gets 3 points
-    for i, (mean, sigma, width) in enumerate(zip(means, sigmas, widths)):
-        ax.plot(mean[0] + level * sigma[0] * np.cos(angle), mean[1] + level * sigma[1] * np.sin(angle), color=color,
-                lw=width, alpha=0.8, label=label if i == 0 else None)
-        ax.plot(*mean, marker="+", ms=8, mew=1.5, color=color)
-    ax.set_aspect("equal", adjustable="datalim")  # circles look round: z1 and z2 on one scale
-    handles, names = ax.get_legend_handles_labels()  # keep the digits' legend beside the plot
-    ax.legend(handles, names, markerscale=3, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
-    return ax.figure
-
-
-def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: str = "Test loss against training time",
-                 ylabel: str = "test negative ELBO (nats per digit)", logx: bool = True) -> Figure:
-    """For each ``History`` (``{"name": history}``, trained with ``test_images``), the test loss
-    ``part`` after each epoch against the training seconds spent so far (evaluation time not
-    counted): which model is better for a given wall-clock budget."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    for i, (name, h) in enumerate(histories.items()):
-        if not h.test[part]:
-            raise ValueError(f"histories[{name!r}]: no test losses; train with fit(..., test_images=...)")
-        seconds = np.cumsum(h.seconds)
-        ax.plot(seconds, h.test[part], marker="o", ms=3, color=f"C{i}", label=name)
-    if logx:  # plain numbers at 1-2-5 steps; matplotlib's default labels minor ticks as 3x10^-1
-        ax.set_xscale("log")
-        low, high = ax.get_xlim()
-        ticks = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training time (seconds" + (", log scale)" if logx else ")"))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
     fig.tight_layout()
     return fig
