@@ -15,10 +15,9 @@ from nbclient import NotebookClient
 
 from test_slides import ROOT, build_slides
 
+from helpers import launch_chromium
+
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("VAE_COURSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SCREENSHOTS = ROOT / "build" / "screenshots"
 NOTEBOOK = ROOT / "notebooks" / "03_kl_divergence.ipynb"
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|\$\\[a-zA-Z]")
@@ -40,11 +39,9 @@ def deck(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(deck):
     sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup_browser.sh (apt-get install chromium)")
     remote: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
         page.goto(deck.as_uri())

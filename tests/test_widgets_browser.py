@@ -39,13 +39,12 @@ import psutil
 import pytest
 from PIL import Image
 
+from helpers import launch_chromium
+
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "screenshots"
-CHROMIUM = os.environ.get("VAE_COURSE_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 RUN_ALL_TIMEOUT_S = 300  # one fast-mode notebook takes 10-30 s on 2 busy cores
 TIMINGS: dict[str, dict] = {}
 
@@ -158,10 +157,8 @@ def lab(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup_browser.sh (apt-get install chromium)")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
