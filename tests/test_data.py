@@ -721,3 +721,31 @@ def test_plain_http_to_another_machine_is_refused_before_any_connection(data_dir
     with pytest.raises(ValueError, match="mirrors: expected https://"):
         load_mnist("train", data_dir=data_dir, download=True, mirrors=["https://ok.example/", mirror])
     assert list(data_dir.iterdir()) == [data_dir / data.SUBSET_CACHE]
+
+
+# ---------------------------------------------------------------- binarize, dequantize
+
+def test_binarize_gives_binary_pixels_with_the_gray_value_as_probability():
+    gray = torch.tensor([0.0, 0.25, 0.5, 1.0]).repeat(20_000, 1)
+    binary = data.binarize(gray, torch.Generator().manual_seed(0))
+    assert set(binary.unique().tolist()) <= {0.0, 1.0} and binary.dtype == gray.dtype
+    torch.testing.assert_close(binary.mean(0), torch.tensor([0.0, 0.25, 0.5, 1.0]), atol=0.015, rtol=0)
+    again = data.binarize(gray, torch.Generator().manual_seed(0))
+    assert torch.equal(binary, again), "the same generator gives the same digits"
+
+
+def test_dequantize_keeps_each_8_bit_value_in_its_own_bin():
+    levels = torch.arange(256, dtype=torch.float32) / 255
+    x = levels.repeat(50, 1)
+    y = data.dequantize(x, torch.Generator().manual_seed(0))
+    offset = y * 256 - torch.round(x * 255)  # position inside the value's 1/256 bin, in bins
+    assert offset.min() >= 0 and offset.max() < 1
+    assert 0.45 < float(offset.mean()) < 0.55, "u is uniform on [0, 1)"
+
+
+@pytest.mark.parametrize("transform", [data.binarize, data.dequantize], ids=["binarize", "dequantize"])
+@pytest.mark.parametrize("bad, error", [("digits", TypeError), (torch.ones(2, 3, dtype=torch.int64), TypeError),
+                                         (torch.full((2, 3), 1.5), ValueError), (torch.full((2, 3), float("nan")), ValueError)])
+def test_binarize_and_dequantize_name_the_argument(transform, bad, error):
+    with pytest.raises(error, match="images"):
+        transform(bad)

@@ -511,14 +511,14 @@ def burda(args) -> int:
     device = settings().device
     args.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed)
-    test_bin = torch.bernoulli(test_x, generator=g)
+    test_bin = data.binarize(test_x, g)
     torch.manual_seed(args.seed)
     model = VAE(hidden_dims=(200, 200), latent_dim=50, activation="tanh")
     ckpt = args.out / "burda.pt"
     ckpt.unlink(missing_ok=True)
     start = time.perf_counter()
     for epoch in range(args.burda_epochs):  # a new binarization each epoch; resume keeps Adam's state
-        x_bin = torch.bernoulli(train_x, generator=g)
+        x_bin = data.binarize(train_x, g)
         train.fit(model, x_bin, epochs=epoch + 1, batch_size=100, lr=args.lr, seed=args.seed, device=device,
                   checkpoint=ckpt, resume_from=ckpt if epoch else None, progress=False)
         if (epoch + 1) % 10 == 0 or epoch == 0:

@@ -737,3 +737,50 @@ def add_gaussian_noise(images: torch.Tensor, std: float, generator: torch.Genera
     std = validate.positive_float(std, "std", allow_zero=True)
     noise = torch.randn(images.shape, generator=generator, dtype=images.dtype).to(images.device)
     return (images + std * noise).clamp(0.0, 1.0)
+
+
+def binarize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Stochastic binarization: each pixel becomes 1 with probability equal to its gray value
+    (Salakhutdinov & Murray 2008). Gives binary digits on which a Bernoulli decoder's nats are a
+    true log-likelihood; a fresh call each epoch is "dynamic" binarization (Burda et al. 2016).
+
+    Args:
+        images: ``(N, ...)`` float tensor in [0, 1].
+        generator: a CPU ``torch.Generator`` for reproducible draws (default: torch's global RNG).
+
+    Returns:
+        A tensor of the same shape, dtype and device with values in {0, 1}.
+
+    Raises:
+        TypeError: ``images`` is not a floating-point tensor. ValueError: values outside [0, 1].
+    """
+    from vae_course import validate
+
+    validate.floating(images, "images")
+    validate.images(images, "images", tuple(images.shape[1:]))
+    probabilities = images.detach().to("cpu")
+    return torch.bernoulli(probabilities, generator=generator).to(images.device)
+
+
+def dequantize(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform dequantization of 8-bit pixels: ``(255 x + u) / 256`` with ``u ~ U[0, 1)``, so each
+    value spreads over its own bin of width 1/256 (Theis, van den Oord & Bethge 2016). A density
+    model's nats on these values bound the nats of the discrete 8-bit data; bits per dimension
+    then compare across continuous decoders.
+
+    Args:
+        images: ``(N, ...)`` float tensor in [0, 1], multiples of 1/255 (8-bit digits).
+        generator: a CPU ``torch.Generator`` for reproducible noise (default: torch's global RNG).
+
+    Returns:
+        A tensor of the same shape, dtype and device, in [0, 1).
+
+    Raises:
+        TypeError: ``images`` is not a floating-point tensor. ValueError: values outside [0, 1].
+    """
+    from vae_course import validate
+
+    validate.floating(images, "images")
+    validate.images(images, "images", tuple(images.shape[1:]))
+    noise = torch.rand(images.shape, generator=generator, dtype=images.dtype).to(images.device)
+    return (images * 255 + noise) / 256

@@ -242,13 +242,7 @@ def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: 
         ax.plot(x, np.asarray(y, dtype=float), marker="o" if markers else None, ms=4, label=name)
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _labelled(fig, ax, xlabel, ylabel, title)
 
 
 def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruction error",
@@ -343,13 +337,7 @@ def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: st
         ticks = [m * 10.0 ** e for e in range(-3, 6) for m in (1, 2, 5) if low <= m * 10.0 ** e <= high]
         ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("training time (seconds" + (", log scale)" if logx else ")"))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.tight_layout()
-    return fig
+    return _labelled(fig, ax, "training time (seconds" + (", log scale)" if logx else ")"), ylabel, title)
 
 
 def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
@@ -412,5 +400,16 @@ def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent 
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _labelled(fig: Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str) -> Figure:
+    """Axis labels, title, a light grid, the legend and a tight layout: how a line figure is finished."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
     fig.tight_layout()
     return fig
