@@ -297,3 +297,34 @@ def test_digit_classifier_reads_clear_patterns_and_gives_graded_confidence():
     assert clf.predict_proba(ambiguous.flatten(1).numpy()).max() < 1.0
     with pytest.raises(ValueError, match="labels"):
         evaluate.train_digit_classifier(x, y[:10])
+
+
+def test_negative_elbo_per_example_averages_to_negative_elbo(tiny):
+    for model, labels in ((tiny["vae"], None), (tiny["cvae"], tiny["y"])):
+        per = evaluate.negative_elbo_per_example(model, tiny["x"], labels, batch_size=7)
+        assert per.shape == (60,) and per.dtype == torch.float64
+        mean = evaluate.negative_elbo(model, tiny["x"], labels, batch_size=7).total
+        assert float(per.mean()) == pytest.approx(mean, rel=1e-6)
+
+
+def test_paired_difference_uses_the_spread_of_differences():
+    torch.manual_seed(0)
+    shared = 100 + 30 * torch.randn(400)           # digit difficulty, common to both models
+    a, b = shared + 0.5 + 0.1 * torch.randn(400), shared + 0.1 * torch.randn(400)
+    d = evaluate.paired_difference(a, b)
+    assert d.mean == pytest.approx(float((a.double() - b.double()).mean()), rel=1e-9)
+    assert d.stderr == pytest.approx(float((a - b).std() / 20), rel=1e-6)
+    # Unpaired error bars (about 1.5 each) would hide the 0.5 difference; the paired one shows it.
+    assert abs(d.mean) > 2 * d.stderr and float(a.std() / 20) > d.mean
+
+
+@pytest.mark.parametrize("a, b, name", [
+    ([1.0, 2.0], torch.tensor([1.0, 2.0]), "a"),
+    (torch.tensor([1.0]), torch.tensor([1.0]), "a"),
+    (torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), "a"),
+    (torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0, 3.0]), "b"),
+    (torch.tensor([1.0, 2.0]), torch.ones(2, 2), "b"),
+])
+def test_paired_difference_names_bad_arguments(a, b, name):
+    with pytest.raises((TypeError, ValueError), match=f"^{name}:"):
+        evaluate.paired_difference(a, b)

@@ -65,6 +65,63 @@ def loss_parts(model: nn.Module, images: Tensor, labels: Tensor | None = None, b
     return losses.LossParts(*means)
 
 
+@torch.no_grad()
+def negative_elbo_per_example(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000,
+                              seed: int = 0) -> Tensor:
+    """The negative ELBO of each image, nats: a ``(N,)`` float64 tensor on the CPU (one z sample per
+    image, seeded like ``negative_elbo``, whose ``total`` is this tensor's mean).
+
+    Use it to compare two models on the same test digits with ``paired_difference``.
+
+    Raises:
+        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels or batch_size.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    values = []
+    rng = _seeded(seed, model.device)
+    try:
+        for x, y in _batches(model, images, labels, batch_size):
+            values.append(model.loss(x, y).total.double().cpu())
+    finally:
+        rng.__exit__(None, None, None)
+        model.train(was_training)
+    return torch.cat(values)
+
+
+def paired_difference(a: Tensor, b: Tensor) -> Estimate:
+    """Mean of ``a - b`` over examples with the standard error of that mean, for two models scored on
+    the *same* examples (e.g. nats per test digit of model A and of model B).
+
+    Pairing removes the digit-to-digit spread that both scores share (an easy digit is easy for
+    both), so the standard error of the difference is usually far smaller than either model's own:
+    two overlapping error bars can still hide a clear difference, and only ``|mean| > 2 stderr``
+    supports a claim that one model is better.
+
+    Args:
+        a, b: ``(N,)`` tensors, N >= 2, same shape, finite.
+
+    Returns:
+        ``Estimate(mean, stderr)`` of ``a - b`` (in the units of a and b).
+
+    Raises:
+        TypeError / ValueError: ``a`` or ``b`` is not a 1-D tensor of N >= 2 finite values, or their
+        shapes differ.
+    """
+    for name, t in (("a", a), ("b", b)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor of shape (N,), got {type(t).__name__}")
+        if t.dim() != 1 or t.shape[0] < 2:
+            raise ValueError(f"{name}: expected shape (N,) with N >= 2, got {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            raise ValueError(f"{name}: expected finite values, got non-finite ones")
+    if a.shape != b.shape:
+        raise ValueError(f"b: expected the shape of a, {tuple(a.shape)} (the same examples), got {tuple(b.shape)}")
+    return _estimate(a.double().cpu() - b.double().cpu())
+
+
 def negative_elbo(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000,
                   seed: int = 0) -> losses.LossParts:
     """Test-set negative ELBO in nats per example (mean), with its reconstruction and KL parts.
