@@ -218,6 +218,24 @@ def test_importance_weighted_bounds_are_ordered_on_the_same_samples():
     assert evaluate.importance_weighted_nlls(model, x, ks=(7,))[7] == evaluate.importance_weighted_nll(model, x, k=7)
 
 
+def test_importance_weighted_nlls_per_example_are_ordered_per_image_and_average_to_the_summary():
+    x, _ = _dataset()
+    model = _model()
+    _fit(model, x, epochs=2)
+    per = evaluate.importance_weighted_nlls_per_example(model, x, ks=(1, 5, 50), batch_size=7)
+    assert list(per) == [1, 5, 50] and all(v.shape == (len(x),) and v.dtype == torch.float64 for v in per.values())
+    assert (per[1] >= per[5] - 1e-9).all() and (per[5] >= per[50] - 1e-9).all()  # Jensen, image by image
+    summary = evaluate.importance_weighted_nlls(model, x, ks=(1, 5, 50), batch_size=7)
+    for k, v in per.items():
+        assert float(v.mean()) == pytest.approx(summary[k].mean, rel=1e-12)
+        assert float(v.std() / math.sqrt(len(v))) == pytest.approx(summary[k].stderr, rel=1e-12)
+    # the gap measured on the same samples is far more precise than either bound's own stderr
+    gap = evaluate.paired_difference(per[1], per[50])
+    assert gap.mean > 0 and gap.stderr < summary[50].stderr
+    for bad in ((), (5, 1), (2, 5)):
+        _raises(ValueError, "ks", evaluate.importance_weighted_nlls_per_example, model, x, ks=bad)
+
+
 def test_importance_weighted_bounds_reject_bad_ks():
     x, _ = _dataset(8)
     model = _model()

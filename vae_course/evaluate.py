@@ -174,7 +174,6 @@ def importance_weighted_nll(model: VAE, images: Tensor, k: int = 100, labels: Te
     return importance_weighted_nlls(model, images, (k,), labels, batch_size, seed)[k]
 
 
-@torch.no_grad()
 def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: Tensor | None = None,
                              batch_size: int = 100, seed: int = 0) -> dict[int, Estimate]:
     """Importance-weighted estimates of -log p(x) for several k, from the **same** samples.
@@ -200,6 +199,23 @@ def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: 
     Raises:
         TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, ks or batch_size.
     """
+    return {k: _estimate(v) for k, v in importance_weighted_nlls_per_example(model, images, ks, labels,
+                                                                              batch_size, seed).items()}
+
+
+@torch.no_grad()
+def importance_weighted_nlls_per_example(model: VAE, images: Tensor, ks=(1, 5, 50), labels: Tensor | None = None,
+                                         batch_size: int = 100, seed: int = 0) -> dict[int, Tensor]:
+    """The importance-weighted estimates of ``importance_weighted_nlls``, one per image: ``{k: (N,)}``
+    float64 tensors on the CPU, nats (their means and standard errors are what
+    ``importance_weighted_nlls`` returns; same samples, same seed).
+
+    Use them to compare two estimates or two models on the same images with ``paired_difference``
+    (e.g. the gap between IWAE-1 and IWAE-K, measured per image on the same samples).
+
+    Raises:
+        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, ks or batch_size.
+    """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
     ks = tuple(ks) if isinstance(ks, (tuple, list)) else ks
@@ -220,7 +236,7 @@ def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: 
     finally:
         rng.__exit__(None, None, None)
         model.train(was_training)
-    return {k: _estimate(torch.cat(v)) for k, v in values.items()}
+    return {k: torch.cat(v) for k, v in values.items()}
 
 
 def _estimate(per_example: Tensor) -> Estimate:
