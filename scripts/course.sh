@@ -3,8 +3,13 @@
 # notebooks, an HTML page for each and their figures to build/.
 #   bash scripts/course.sh            # full mode (what a learner reads)
 #   VAE_COURSE_MODE=fast bash scripts/course.sh   # a quick smoke run
+#   bash scripts/course.sh 03 04      # only notebooks 03 and 04
+#   bash scripts/course.sh --help     # this text, after the set-up
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 export VAE_COURSE_MODE="${VAE_COURSE_MODE:-full}"
+case "${1:-}" in
+    -h|--help) sed -n '2,7p' scripts/course.sh | cut -c3-; exit 0 ;;
+esac
 exec .venv/bin/python scripts/build_course.py "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up (or reuse) the course's virtual environment in .venv: Python >= 3.10 and pip are all
-# that is needed. torch is pinned (torch==2.13.0 in pyproject.toml) so pip takes the CPU build
+# Set up (or reuse) the course's virtual environment in .venv. Needs only bash (3.2 or newer, as
+# on macOS) and Python >= 3.10 with venv and pip: hashing and stamps go through Python
+# (scripts/stamp.py). torch is pinned (torch==2.13.0 in pyproject.toml) so pip takes the CPU build
 # where one is provided locally instead of gigabytes of CUDA packages.
 # Sourced by scripts/course.sh and scripts/test.sh; safe to run again (re-installs only when
 # pyproject.toml changed).
@@ -8,15 +9,25 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
-    echo "setup: creating .venv with $($PYTHON --version)"
-    "$PYTHON" -m venv .venv
+    if ! command -v "$PYTHON" >/dev/null 2>&1; then
+        echo "setup: '$PYTHON' not found: install Python 3.10 or newer (README.md, 'Before you start'), or set PYTHON=/path/to/python3" >&2
+        exit 1
+    fi
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+        echo "setup: Python 3.10 or newer is needed; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+        exit 1
+    fi
+    echo "setup: creating .venv with $("$PYTHON" --version 2>&1)"
+    "$PYTHON" -m venv .venv || {
+        echo "setup: '$PYTHON -m venv' failed (Debian/Ubuntu: sudo apt-get install python3-venv)" >&2
+        rm -rf .venv
+        exit 1
+    }
 fi
-stamp=".venv/.vae_course-installed"
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+if ! .venv/bin/python scripts/stamp.py check .venv/.vae_course-installed pyproject.toml; then
     echo "setup: installing vae_course and its dependencies into .venv (a few minutes the first time)"
     .venv/bin/python -m pip install --quiet --upgrade pip
     .venv/bin/python -m pip install --quiet -e ".[dev]"
-    echo "$want" > "$stamp"
+    .venv/bin/python scripts/stamp.py write .venv/.vae_course-installed pyproject.toml
 fi
 export PATH="$PWD/.venv/bin:$PATH"

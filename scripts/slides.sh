@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-SETUP_BROWSER_PARTS=js source scripts/setup_browser.sh
+bash scripts/setup_browser.sh js
 export VAE_COURSE_MODE="${VAE_COURSE_MODE:-full}"
 missing=()
 for nb in notebooks/[0-9][0-9]_*.ipynb; do
