@@ -25,9 +25,13 @@ if [ ! -x .venv/bin/python ]; then
     }
 fi
 if ! .venv/bin/python scripts/stamp.py check .venv/.vae_course-installed pyproject.toml; then
-    echo "setup: installing vae_course and its dependencies into .venv (a few minutes the first time)"
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e ".[dev]"
+    echo "setup: installing vae_course and its dependencies into .venv (a few minutes the first time; log: .venv/setup.log)"
+    # pip's own notices go to the log, not the learner's console; on failure its tail is shown.
+    if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[dev]"; } > .venv/setup.log 2>&1; then
+        tail -n 25 .venv/setup.log >&2
+        echo "setup: pip failed; the whole log is .venv/setup.log" >&2
+        exit 1
+    fi
     .venv/bin/python scripts/stamp.py write .venv/.vae_course-installed pyproject.toml
 fi
 export PATH="$PWD/.venv/bin:$PATH"

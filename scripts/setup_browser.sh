@@ -76,7 +76,11 @@ setup_browser_python() {
     "$PY" scripts/stamp.py check "$stamp" pyproject.toml && return 0
     say "installing the browser extra (Playwright) into .venv"
     # Playwright's pip package brings its driver only; the browser is the one found above.
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$PY" -m pip install --quiet -e ".[dev,browser]" >&2
+    if ! PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$PY" -m pip install -e ".[dev,browser]" > .venv/setup-browser.log 2>&1; then
+        tail -n 25 .venv/setup-browser.log >&2
+        say "pip failed; the whole log is .venv/setup-browser.log"
+        return 1
+    fi
     "$PY" scripts/stamp.py write "$stamp" pyproject.toml
 }
 
