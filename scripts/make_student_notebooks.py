@@ -9,7 +9,8 @@ Markers (see notebooks/README.md, "Exercises and solutions"):
 * A code cell whose first line is ``# SOLUTION`` becomes that one ``raise`` line.
 * A Markdown cell whose first line is ``<!-- SOLUTION -->`` becomes "*Your answer here.*".
 
-NN.K comes from the cell id ``exercise-NN-K-...``. Outputs are cleared; cell ids and metadata are
+NN.K comes from the cell id ``exercise-NN-K-...``. The speaker notes (cells of slide type "notes",
+the "Say:" cells) are for the slides and are left out. Outputs are cleared; cell ids and metadata are
 kept. Every numbered notebook (``NN_*.ipynb``) with at least one marker gets a student version.
 
     .venv/bin/python scripts/make_student_notebooks.py           # write notebooks/student/
@@ -82,9 +83,15 @@ def strip_code(source: str, cell_id: str, where: str) -> str:
     return "\n".join(out)
 
 
+def is_speaker_note(cell) -> bool:
+    """A cell for the slides only: slide type "notes" (the "Say:" cells)."""
+    return cell.get("metadata", {}).get("slideshow", {}).get("slide_type") == "notes"
+
+
 def student_version(nb, name: str = "notebook"):
-    """A copy of ``nb`` with solutions replaced by stubs and outputs cleared."""
+    """A copy of ``nb`` without speaker notes, with solutions replaced by stubs and outputs cleared."""
     nb = copy.deepcopy(nb)
+    nb.cells = [cell for cell in nb.cells if not is_speaker_note(cell)]
     for cell in nb.cells:
         where = f"{name}, cell {cell.get('id', '?')}"
         if cell.cell_type == "code":

@@ -68,6 +68,22 @@ def test_malformed_markers_are_reported_with_the_cell(source, message):
     assert "exercise-03-2-solution" in str(info.value)
 
 
+def test_speaker_notes_stay_in_the_slides():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title", id="title"),
+        nbformat.v4.new_markdown_cell("**Say:** hello", id="notes", metadata={"slideshow": {"slide_type": "notes"}}),
+        nbformat.v4.new_code_cell("x = 1", id="code", metadata={"slideshow": {"slide_type": "fragment"}})])
+    assert [c.id for c in make.student_version(nb).cells] == ["title", "code"]
+    assert len(nb.cells) == 3, "the source notebook is left as it was"
+
+
+@pytest.mark.parametrize("path", sorted(STUDENT_DIR.glob("*.ipynb")), ids=lambda p: p.name)
+def test_student_notebook_has_no_speaker_notes(path):
+    nb = _read(path)
+    notes = [c.id for c in nb.cells if make.is_speaker_note(c) or "**Say:**" in c.source]
+    assert not notes, f"speaker notes (for the slides) in the student notebook: {notes}"
+
+
 def test_markers_in_markdown_are_rejected():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# BEGIN SOLUTION\nx\n# END SOLUTION", id="m")])
     with pytest.raises(make.MarkerError, match="belong in code cells"):
@@ -94,8 +110,9 @@ def test_source_markers_are_well_formed(path):
 @pytest.mark.parametrize("path", COURSE, ids=lambda p: p.name)
 def test_student_notebook_holds_no_solution_text(path):
     source, student = _read(path), _read(STUDENT_DIR / path.name)
-    assert [c.id for c in source.cells] == [c.id for c in student.cells], "same cells, same ids"
-    assert [c.metadata for c in source.cells] == [c.metadata for c in student.cells], "metadata kept"
+    kept = [c for c in source.cells if not make.is_speaker_note(c)]
+    assert [c.id for c in kept] == [c.id for c in student.cells], "same cells, same ids (speaker notes aside)"
+    assert [c.metadata for c in kept] == [c.metadata for c in student.cells], "metadata kept"
     text = "\n".join(c.source for c in student.cells)
     assert "SOLUTION" not in text
     solution_lines, public_lines = set(), set()
