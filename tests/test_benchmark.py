@@ -1,5 +1,7 @@
-"""The benchmark (vae_course.benchmark): a quick run writes every field with sane values; the FLOP
-count, the reference-to-course weight copy and the offline Burda command are checked."""
+"""The benchmark (vae_course.benchmark): a quick run writes every field; the FLOP count, the
+reference-to-course weight copy, the widget redraw measurement and the offline Burda command are
+checked. No test bounds a time or a speed: machines differ 2-3x, and the benchmark reports those
+against its targets instead."""
 from __future__ import annotations
 
 import json
@@ -46,18 +48,43 @@ def test_quick_benchmark_writes_every_field(tmp_path, capsys):
     assert (tmp_path / "benchmark.png").stat().st_size > 10_000
     table = (tmp_path / "benchmark.md").read_text()
     assert "course `fit()`" in table and "reference loop" in table and "speedup" in table
-    assert 1 < result["gemm_gflops"] < 1e6
+    assert result["gemm_gflops"] > 0 and len(result["gemm_gflops_before_after"]) == 2
     assert result["flops_per_step"]["per_example"] == pytest.approx(3.28e6, rel=0.01)
     for name in ("course", "reference"):
         m = result["models"][name]
-        assert len(m["samples_per_second"]) == 2 and m["samples_per_second_median"] > 100
+        assert len(m["samples_per_second"]) == 2 and m["samples_per_second_median"] > 0
         assert 50 < m["test_iwae_nll_nats"] <= m["test_negative_elbo_nats"] + 1 < 600  # IWAE <= ELBO (noise: 1 nat)
         assert m["memory"]["peak_rss_mib"] > 0 and m["memory"]["peak_added_mib"] >= 0
-        assert 0 < result["gemm_fraction"][name] < 1.5
+        assert result["gemm_fraction"][name] > 0
         assert m["train_loss_nats"][-1] < m["train_loss_nats"][0]  # both learn
-    assert set(result["targets"]) >= {"speedup", "gemm_fraction_course", "test_negative_elbo"}
+    assert set(result["targets"]) >= {"speedup", "gemm_fraction_course", "test_negative_elbo", "widget_redraw_ms"}
+    assert set(result["widgets"]) == {"latent sliders", "CVAE class", "KL explorer"}
+    assert "widget: one move redrawn" in table
     assert all(isinstance(v["met"], bool) for v in result["targets"].values())
     assert result["data"]["n_train"] == 1024 and result["settings"]["k"] == 100
+
+
+def test_widget_redraw_times_measure_moves_that_change_the_picture():
+    threads = torch.get_num_threads()
+    times = benchmark.widget_redraw_times(moves=3)
+    assert torch.get_num_threads() == threads, "the thread count is restored"
+    assert set(times) == {"latent sliders", "CVAE class", "KL explorer"}
+    for name, t in times.items():
+        assert len(t["cpu_ms"]) == len(t["wall_ms"]) == 3
+        assert all(v >= 0 for v in t["cpu_ms"]) and all(v > 0 for v in t["wall_ms"]), name
+        assert t["pictures_changed"] == 3, f"{name}: every move must redraw a different picture"
+        assert t["cpu_ms_median"] == pytest.approx(sorted(t["cpu_ms"])[1], abs=0.06)
+
+
+def test_widget_budget_is_a_benchmark_verdict_not_a_test():
+    """The redraw budget is reported met or not by the benchmark, on any machine."""
+    r = {"models": {"course": {"samples_per_second_median": 2.0, "test_negative_elbo_nats": 100.0},
+                    "reference": {"samples_per_second_median": 1.0, "test_negative_elbo_nats": 100.0}},
+         "gemm_fraction": {"course": 0.5}, "widgets": {"KL explorer": {"cpu_ms_median": 142.0}, "latent sliders": {"cpu_ms_median": 5.0}}}
+    verdict = benchmark.verdicts(r)["widget_redraw_ms"]
+    assert verdict["value"] == 142.0 and verdict["met"] is False and "KL explorer" in verdict["target"]
+    r["widgets"]["KL explorer"]["cpu_ms_median"] = 40.0
+    assert benchmark.verdicts(r)["widget_redraw_ms"]["met"] is True
 
 
 def test_burda_says_it_needs_full_mnist_and_exits_cleanly_offline(tmp_path, monkeypatch, capsys):

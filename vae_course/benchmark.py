@@ -23,8 +23,10 @@ importance-weighted estimate of -log p(x) (k = 100), both in nats per example an
 by ``vae_course.evaluate`` (the reference's weights are copied into a course ``VAE``); peak
 memory; the float32 matrix-multiply throughput of this machine measured in the same run, and the
 fraction of it each loop reaches, from the FLOPs of one training step counted by
-``training_flops``. With ``--course run`` or ``--course reuse`` also each notebook's time in
-fast and full mode (from ``scripts/build_course.py``).
+``training_flops``; how long one move of each widget takes to redraw (``widget_redraw_times``,
+one CPU thread) against a budget of ``TARGETS["widget_redraw_ms"]``. With ``--course run`` or
+``--course reuse`` also each notebook's time in fast and full mode (from
+``scripts/build_course.py``), with the GEMM reading of the machine that measured them.
 """
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ from vae_course import data, evaluate, train
 from vae_course.config import REPO_ROOT, settings
 from vae_course.models import VAE
 
-TARGETS = {"speedup": 1.3, "gemm_fraction": 0.60, "elbo_margin_nats": 1.0}
+# widget_redraw_ms: CPU ms of one slider move, median, on one thread: a slider feels live under ~100 ms.
+TARGETS = {"speedup": 1.3, "gemm_fraction": 0.60, "elbo_margin_nats": 1.0, "widget_redraw_ms": 100.0}
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"  # the official test set, when present
 BURDA_PUBLISHED_NLL = 86.76  # Burda, Grosse & Salakhutdinov (2016), Table 1, VAE, k = 5000
 
@@ -234,6 +237,59 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
+def _widget_moves() -> dict:
+    """The three widgets with randomly initialised models of the course's default size, each with a
+    function that makes move ``i`` the way a learner would (a slider step, a class button)."""
+    from vae_course import models, widgets
+
+    torch.manual_seed(0)
+    vae, cvae = models.VAE(latent_dim=2).eval(), models.CVAE(latent_dim=2).eval()
+    return {
+        "latent sliders": (widgets.latent_sliders(vae), lambda w, i: setattr(w.sliders[0], "value", -1.0 + 0.05 * i)),
+        "CVAE class": (widgets.cvae_sliders(cvae), lambda w, i: setattr(w.digit, "value", (i + 1) % 10)),
+        "KL explorer": (widgets.kl_explorer(), lambda w, i: setattr(w.mu, "value", -1.0 + 0.05 * i)),
+    }
+
+
+def widget_redraw_times(moves: int = 20, threads: int = 1) -> dict:
+    """How long one move of each widget takes to redraw, in the process (no browser).
+
+    Args:
+        moves: moves per widget (each a new value, so each redraws).
+        threads: torch threads while measuring (1: the budget is per CPU core).
+
+    Returns:
+        ``{widget: {"cpu_ms": [...], "wall_ms": [...], "cpu_ms_median", "cpu_ms_p90", "wall_ms_median",
+        "wall_ms_p90", "pictures_changed"}}``: CPU time of the process (``time.process_time``,
+        which other processes on a busy machine do not inflate) and the widget's own
+        ``last_update_ms`` (wall clock) per move, in ms; ``pictures_changed`` counts the moves
+        after which the picture the widget shows (its ``image`` PNG) differed from the one before.
+    """
+    import numpy as np
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out = {}
+        for name, (w, move) in _widget_moves().items():
+            cpu, wall, changed = [], [], 0
+            for i in range(moves):
+                png = w.image.value
+                start = time.process_time()
+                move(w, i)
+                cpu.append(1000 * (time.process_time() - start))
+                wall.append(float(w.last_update_ms))
+                changed += w.image.value != png
+            out[name] = {"cpu_ms": [round(v, 2) for v in cpu], "wall_ms": [round(v, 2) for v in wall],
+                         "cpu_ms_median": round(float(np.median(cpu)), 1),
+                         "cpu_ms_p90": round(float(np.percentile(cpu, 90)), 1),
+                         "wall_ms_median": round(float(np.median(wall)), 1),
+                         "wall_ms_p90": round(float(np.percentile(wall, 90)), 1), "pictures_changed": changed}
+        return out
+    finally:
+        torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------------------
 # Data
 
@@ -329,7 +385,7 @@ def course_times(how: str) -> dict:
                                     "notebooks: use --course run"}
             continue
         times[mode] = {"notebooks": {k: v["seconds"] for k, v in summary["notebooks"].items()},
-                       "total_seconds": summary.get("total_seconds"),
+                       "total_seconds": summary.get("total_seconds"), "gemm_gflops": summary.get("gemm_gflops"),
                        "all_ok": all(v.get("error") is None for v in summary["notebooks"].values()),
                        "limit_seconds": 180 if mode == "fast" else 600}
     return times
@@ -349,6 +405,12 @@ def verdicts(r: dict) -> dict:
                                "met": course["test_negative_elbo_nats"] <= ref["test_negative_elbo_nats"]
                                + TARGETS["elbo_margin_nats"]},
     }
+    if r.get("widgets"):
+        slowest = max(r["widgets"], key=lambda name: r["widgets"][name]["cpu_ms_median"])
+        value = r["widgets"][slowest]["cpu_ms_median"]
+        out["widget_redraw_ms"] = {"value": value, "target": f"< {TARGETS['widget_redraw_ms']:.0f} ms of CPU per move "
+                                                             f"(median; slowest: {slowest})",
+                                   "met": value < TARGETS["widget_redraw_ms"]}
     for mode, t in r.get("course_times", {}).items():
         if "total_seconds" in t:
             out[f"course_{mode}_total"] = {"value": t["total_seconds"], "target": f"< {t['limit_seconds']} s",
@@ -381,6 +443,11 @@ def markdown(r: dict) -> str:
               "gradient excluded).", "", "| target | measured | met |", "|---|---:|:---:|"]
     for name, v in r["targets"].items():
         lines.append(f"| {name} ({v['target']}) | {v['value']} | {'yes' if v['met'] else 'NO'} |")
+    if r.get("widgets"):
+        lines += ["", "| widget: one move redrawn (1 thread) | CPU ms, median | CPU ms, p90 | wall ms, median | wall ms, p90 |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, w in r["widgets"].items():
+            lines.append(f"| {name} | {w['cpu_ms_median']} | {w['cpu_ms_p90']} | {w['wall_ms_median']} | {w['wall_ms_p90']} |")
     times = r.get("course_times", {})
     if times:
         lines += ["", "| notebook | fast mode (s) | full mode (s) |", "|---|---:|---:|"]
@@ -390,6 +457,8 @@ def markdown(r: dict) -> str:
                          f"{times.get('full', {}).get('notebooks', {}).get(n, '-')} |")
         lines.append(f"| **total** | {times.get('fast', {}).get('total_seconds', times.get('fast', {}).get('error'))} | "
                      f"{times.get('full', {}).get('total_seconds', times.get('full', {}).get('error'))} |")
+        lines.append(f"| float32 GEMM reading of that run (GFLOP/s) | {times.get('fast', {}).get('gemm_gflops', '-')} | "
+                     f"{times.get('full', {}).get('gemm_gflops', '-')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -444,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--course", choices=("skip", "reuse", "run"), default="reuse",
                         help="notebook times: run the course in both modes (~10 min), reuse saved runs, or skip")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build" / "benchmark")
+    parser.add_argument("--widget-moves", type=int, default=None, help="moves per widget timed (default 60; quick 10)")
     parser.add_argument("--burda", action="store_true",
                         help="train and score Burda et al. 2015's VAE on full MNIST (k = 5000) instead")
     parser.add_argument("--burda-epochs", type=int, default=100)
@@ -453,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.burda:
         return burda(args)
     args.epochs = args.epochs or (3 if args.quick else 8)
+    args.widget_moves = args.widget_moves or (10 if args.quick else 60)
     n_test = args.n_test or (200 if args.quick else None)
     device = settings().device
     args.out.mkdir(parents=True, exist_ok=True)
@@ -471,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
         "flops_per_step": training_flops(MLP_LAYERS, args.batch_size),
     }
     results["models"] = run_models(args, device, d)
+    print(f"[benchmark] timing widget redraws ({args.widget_moves} moves each, 1 thread)", flush=True)
+    results["widgets"] = widget_redraw_times(args.widget_moves)
     # Measured again after training and the best kept: a busy moment on a shared machine must not
     # pass for the machine's peak (the fractions would then overstate what the loops reach).
     gemm_after = gemm_gflops(1024 if args.quick else 2048, 3 if args.quick else 7, device)
