@@ -41,7 +41,8 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 # What the pages load, relative to the page (so build/ can be moved or served as it is).
 MATHJAX_URL = "lib/mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 REQUIRE_JS_URL = "lib/require.js"
-WIDGET_RENDERER_URL = "lib/html-manager/embed-amd.js"
+WIDGET_ASSETS_URL = "lib/html-manager"
+WIDGET_RENDERER_URL = WIDGET_ASSETS_URL + "/embed-amd.js"
 # (source in slides/node_modules, destination under lib/): the widget renderer and its fonts.
 WIDGET_ASSETS = [("requirejs/require.js", "require.js"), ("@jupyter-widgets/html-manager/dist", "html-manager")]
 SKIP_ASSETS = {"embed.js", "libembed-amd.js"}  # html-manager's other builds: the pages load embed-amd.js
@@ -57,7 +58,14 @@ WIDGET_MISSING_NOTE = ('<p class="course-widget-note"><em>An interactive widget 
 # waits for once MathJax has typeset the page.
 PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
 {%- block html_head_js_requirejs -%}
-{%- if resources.require_js_url %}<script src="{{ resources.require_js_url }}"></script>{% endif -%}
+{%- if resources.require_js_url %}
+<script src="{{ resources.require_js_url }}"></script>
+<script>
+// The renderer's modules are named @jupyter-widgets/...; their fonts (icons) sit beside embed-amd.js.
+require.config({paths: {"@jupyter-widgets/html-manager/dist": "{{ resources.widget_assets_url }}",
+                        "@jupyter-widgets": "{{ resources.widget_assets_url }}"}});
+</script>
+{%- endif -%}
 {%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}
 <script type="text/x-mathjax-config">
@@ -220,6 +228,13 @@ def page_exporter(widgets: bool) -> HTMLExporter:
                         widget_renderer_url=WIDGET_RENDERER_URL if widgets else "")
 
 
+def page_html(nb, widgets: bool) -> str:
+    """The reading page of an executed notebook (``for_the_page``, then ``page_exporter``)."""
+    html, _ = page_exporter(widgets).from_notebook_node(
+        for_the_page(nb, widgets), resources={"widget_assets_url": WIDGET_ASSETS_URL})
+    return html
+
+
 def measure_gemm() -> dict:
     """This machine's float32 matrix-multiply throughput (vae_course.benchmark.gemm_gflops, the
     benchmark's measurement) with torch's default threads, as the notebooks' kernels run."""
@@ -276,8 +291,7 @@ def main(argv: list[str]) -> int:
             error = f"{type(err).__name__}: {str(err)[-2000:]}"
         seconds = time.perf_counter() - start
         nbformat.write(nb, out / path.name)
-        html, _ = page_exporter(widgets).from_notebook_node(for_the_page(nb, widgets))
-        (out / f"{path.stem}.html").write_text(html, encoding="utf-8")
+        (out / f"{path.stem}.html").write_text(page_html(nb, widgets), encoding="utf-8")
         figures = extract_figures(nb, path.stem, out / "figures")
         summary["notebooks"][path.name] = {"seconds": round(seconds, 1), "figures": len(figures), "error": error,
                                            "clutter": clutter(nb), "metrics": numeric_outputs(nb)}
