@@ -328,3 +328,27 @@ def test_paired_difference_uses_the_spread_of_differences():
 def test_paired_difference_names_bad_arguments(a, b, name):
     with pytest.raises((TypeError, ValueError), match=f"^{name}:"):
         evaluate.paired_difference(a, b)
+
+
+def test_importance_weights_do_not_depend_on_the_chunk_size(tiny):
+    """Issue 11 class 5: the k samples are decoded in chunks (bounded memory); same draws, same result."""
+    for model, y in ((tiny["vae"], None), (tiny["cvae"], tiny["y"][:7])):
+        x = tiny["x"][:7]
+        results = []
+        for rows in (1, 7 * 3, 7 * 64, 10**6):  # one sample per pass ... all 64 at once
+            torch.manual_seed(5)
+            results.append(evaluate.importance_weights(model, x, y, 64, chunk_rows=rows))
+        for other in results[1:]:
+            assert other.shape == (64, 7)
+            torch.testing.assert_close(other, results[0], rtol=1e-5, atol=1e-5)
+
+
+def test_iwae_with_large_k_decodes_in_bounded_chunks(tiny, monkeypatch):
+    """No decoder pass sees more than DECODE_ROWS rows, even for k * N far above it."""
+    seen = []
+    model = tiny["vae"]
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda z, *a: seen.append(z.shape[0]) or decode(z, *a))
+    monkeypatch.setattr(evaluate, "DECODE_ROWS", 50)
+    evaluate.importance_weighted_nll(model, tiny["x"][:10], k=200, batch_size=10)
+    assert seen and max(seen) <= 50 and sum(seen) == 200 * 10

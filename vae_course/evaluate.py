@@ -140,21 +140,40 @@ def negative_elbo(model: VAE, images: Tensor, labels: Tensor | None = None, batc
     return loss_parts(model, images, labels, beta=1.0, batch_size=batch_size, seed=seed)
 
 
+# Decoder rows (samples x images) per forward pass in importance_weights: about 30 MB of logits
+# for MNIST, so memory stays bounded whatever k (k = 5000 on a batch of 100 digits included).
+DECODE_ROWS = 10_000
+
+
 @torch.no_grad()
-def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int) -> Tensor:
-    """``(k, N)`` log importance weights log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x)."""
+def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int, chunk_rows: int | None = None) -> Tensor:
+    """``(k, N)`` log importance weights log p(x, z_i) - log q(z_i|x), z_i ~ q(z|x).
+
+    The noise of all k samples is drawn at once (``(k, N, J)``: the draws never depend on the
+    chunking); the latents are then formed, decoded and scored ``chunk_rows // N`` samples at a
+    time, so memory beyond that noise is bounded by ``chunk_rows`` decoder rows whatever k. The
+    result does not depend on the chunk size (up to float rounding). ``chunk_rows`` defaults to
+    ``DECODE_ROWS``.
+    """
+    chunk_rows = validate.positive_int(DECODE_ROWS if chunk_rows is None else chunk_rows, "chunk_rows")
     mu, logvar = model.encode(x, y) if model.conditional else model.encode(x)
     logvar = losses.clamp_logvar(logvar)
-    z = mu + (0.5 * logvar).exp() * torch.randn(k, *mu.shape, device=mu.device)  # (k, N, D)
-    flat_z = z.reshape(-1, model.latent_dim)
-    if model.conditional:
-        logits = model.decode(flat_z, y.repeat(k))
-    else:
-        logits = model.decode(flat_z)
-    log_px_z = -model.reconstruction_nll(logits, x.repeat(k, *[1] * (x.dim() - 1))).view(k, -1)  # learned variance too
-    log_pz = model.prior_log_prob(z)  # N(0, I), or the model's own prior (e.g. a mixture)
-    log_qz = losses.gaussian_log_prob(z, mu, logvar)
-    return log_px_z + log_pz - log_qz
+    std = (0.5 * logvar).exp()
+    eps = torch.randn(k, *mu.shape, device=mu.device)  # (k, N, J)
+    n = x.shape[0]
+    step = max(1, chunk_rows // n)
+    log_w = []
+    for start in range(0, k, step):
+        z = mu + std * eps[start:start + step]  # (c, N, J)
+        c = z.shape[0]
+        flat_z = z.reshape(-1, model.latent_dim)
+        logits = model.decode(flat_z, y.repeat(c)) if model.conditional else model.decode(flat_z)
+        x_rep = x.repeat(c, *[1] * (x.dim() - 1))
+        log_px_z = -model.reconstruction_nll(logits, x_rep).view(c, n)  # learned variance too
+        log_pz = model.prior_log_prob(z)  # N(0, I), or the model's own prior (e.g. a mixture)
+        log_qz = losses.gaussian_log_prob(z, mu, logvar)
+        log_w.append(log_px_z + log_pz - log_qz)
+    return torch.cat(log_w)
 
 
 @torch.no_grad()
