@@ -1,9 +1,11 @@
-"""Determinism: two executions of the fast course on CPU print identical metrics.
+"""Executed notebooks: two executions of the fast course on CPU print identical metrics, and what
+they save holds nothing a learner must skip.
 
 Each notebook runs twice in fresh kernels (fast mode, CPU, one thread: the setting the test
 command uses); every printed line holding a number, timing lines left out
-(``scripts/build_course.py::numeric_outputs``), must be the same in both runs. Marked slow: it
-executes the fast course twice (a few minutes on 2 cores); it still runs in the test command.
+(``scripts/build_course.py::numeric_outputs``), must be the same in both runs, and the executed
+notebook must hold no stderr, warning, log or progress-bar text (``build_course.clutter``). Marked
+slow: it executes the fast course twice (a few minutes on 2 cores); it still runs in the test command.
 """
 from __future__ import annotations
 
@@ -26,10 +28,16 @@ def _build_course():
     return module
 
 
-def _metrics(path: Path, numeric_outputs) -> list[str]:
+def _execute(path: Path):
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return numeric_outputs(nb)
+    return nb
+
+
+def _code_notebook(source: str):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source)]
+    return nb
 
 
 def test_numeric_outputs_keep_metrics_and_drop_timings():
@@ -50,8 +58,60 @@ def test_two_fast_runs_print_identical_metrics(path, monkeypatch):
     monkeypatch.setenv("VAE_COURSE_MODE", "fast")
     monkeypatch.setenv("VAE_COURSE_DEVICE", "cpu")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
-    numeric_outputs = _build_course().numeric_outputs
-    first, second = _metrics(path, numeric_outputs), _metrics(path, numeric_outputs)
+    build_course = _build_course()
+    executed = _execute(path)
+    clutter = build_course.clutter(executed)
+    first, second = build_course.numeric_outputs(executed), build_course.numeric_outputs(_execute(path))
     assert first, f"{path.name} printed no metrics"
     differ = [(a, b) for a, b in zip(first, second) if a != b]
     assert len(first) == len(second) and not differ, differ[:5]
+    assert not clutter, f"{path.name}: outputs a learner must skip (fix them at their source): {clutter[:5]}"
+
+
+def test_clutter_finds_stderr_warnings_logs_and_progress_bars():
+    clutter = _build_course().clutter
+    nb = nbformat.v4.new_notebook()
+    clean = nbformat.v4.new_code_cell("")
+    clean.outputs = [nbformat.v4.new_output("stream", name="stdout", text="test negative ELBO 123.45 nats\n"),
+                     nbformat.v4.new_output("display_data", data={}),  # a finished progress line, emptied
+                     nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=1)]
+    nb.cells = [clean]
+    assert clutter(nb) == []
+    bad = [nbformat.v4.new_output("stream", name="stderr", text="anything at all\n"),
+           nbformat.v4.new_output("display_data", data={"text/plain": "training VAE:   0%|          | 0/28 [00:00<?, ?epoch/s]"}),
+           nbformat.v4.new_output("stream", name="stdout", text="epoch 3/10 [00:02<00:05]\n"),
+           nbformat.v4.new_output("stream", name="stdout", text="/x.py:3: UserWarning: careful\n"),
+           nbformat.v4.new_output("stream", name="stdout", text="[IPKernelApp] WARNING | Kernel is running\n")]
+    for output in bad:
+        cell = nbformat.v4.new_code_cell("")
+        cell.outputs = [output]
+        nb.cells = [clean, cell]
+        found = clutter(nb)
+        assert len(found) == 1 and found[0].startswith("cell 1: "), (output, found)
+
+
+def test_training_in_a_kernel_shows_progress_then_leaves_nothing():
+    """fit() in a Jupyter kernel: the learner sees a progress line updated once per epoch; the
+    saved notebook keeps no trace of it (no stderr, no "0%" text, no widget state)."""
+    nb = _code_notebook("""
+import torch
+from IPython.display import DisplayHandle
+from vae_course.models import VAE
+from vae_course.train import fit
+
+shown, update = [], DisplayHandle.update
+DisplayHandle.update = lambda self, obj, **kw: shown.append(obj.get("text/plain", "")) or update(self, obj, **kw)
+torch.manual_seed(0)
+fit(VAE(latent_dim=2), torch.rand(64, 1, 28, 28), epochs=3, batch_size=32, device="cpu")
+DisplayHandle.update = update
+print(shown)
+""")
+    NotebookClient(nb, timeout=600, kernel_name="python3").execute()
+    outputs = nb.cells[0].outputs
+    shown = eval(next(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout"))  # noqa: S307
+    assert [s.split("|")[-1].split()[0] for s in shown[:3]] == ["1/3", "2/3", "3/3"], shown
+    assert "loss=" in shown[2] and shown[3] == "", "the line shows the loss, then is emptied at the end"
+    nb.cells[0].outputs = [o for o in outputs if o.get("name") != "stdout"]  # the test's own print aside
+    assert _build_course().clutter(nb) == []
+    assert [o.get("data") for o in nb.cells[0].outputs] == [{}], "one display, emptied; no stderr"
+    assert "widgets" not in nb.metadata, "no progress widget"
