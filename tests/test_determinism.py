@@ -54,7 +54,7 @@ def test_numeric_outputs_keep_metrics_and_drop_timings():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
-def test_two_fast_runs_print_identical_metrics(path, monkeypatch):
+def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch):
     monkeypatch.setenv("VAE_COURSE_MODE", "fast")
     monkeypatch.setenv("VAE_COURSE_DEVICE", "cpu")
     monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
