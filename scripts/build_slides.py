@@ -47,6 +47,8 @@ def for_the_deck(cell) -> None:
     outputs = []
     for output in cell.get("outputs", []):
         data = output.get("data", {})
+        if output.get("output_type") == "display_data" and not data:
+            continue  # a progress line that fit() emptied when training ended
         if WIDGET in data:
             output = nbformat.v4.new_output("display_data", data={
                 "text/html": '<p class="course-widget-note">Live widget: run this cell in JupyterLab to use it.</p>'})
