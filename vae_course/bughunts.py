@@ -13,8 +13,8 @@ function                           notebook  symptom
                                              a perfect decoder
 ``negative_elbo_mean_over_pixels`` 03        posterior collapse: the KL goes to 0, blurry
                                              reconstructions
-``gaussian_kl_logvar_as_logstd``   03        the KL is exploding or vanishing for the same
-                                             encoder outputs that the prior would accept
+``gaussian_kl_logvar_as_logstd``   03        a trained encoder's σ² about twice the right
+                                             one for small σ², a KL reported too large
 ``reparameterize_with_variance``   04        samples too narrow for small σ, too wide for
                                              large σ
 ``test_loss_at_posterior_mean``    04        a test loss better than the training loss, and
@@ -52,11 +52,16 @@ def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
 def negative_elbo_mean_over_pixels(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     """The negative ELBO per example (BROKEN, notebook 03).
 
-    Args: ``logits``, ``x`` ``(N, 1, 28, 28)``; ``mu``, ``logvar`` ``(N, D)`` encoder outputs.
+    Args: ``logits``, ``x`` ``(N, 1, 28, 28)``; ``mu``, ``logvar`` ``(N, J)`` encoder outputs (J latent
+    dimensions).
     Returns: ``(N,)``, reconstruction + KL.
 
-    Symptom: trained with this loss, a VAE reconstructs every digit as the same blurry blob, its KL
-    falls to almost 0 (posterior collapse), and its number looks small but is not in nats per digit.
+    Symptom: trained with this loss, a VAE reconstructs every digit as the same blurry blob (close to
+    the average digit), its KL falls to almost 0 with every latent dimension switched off (posterior
+    collapse), and its number looks small but is not in nats per digit. Times D = 784 pixels it is
+    the beta-VAE objective with beta = 784, and Adam ignores the factor 1/784: a nat of KL costs as
+    much as 784 nats of reconstruction, far more than a latent code saves on MNIST (a few nats per
+    nat). It even ranks a collapsed VAE above a good one. Notebook 03, bug hunt 03.3, measures this.
     (Written as ``F.binary_cross_entropy(...)`` with the default ``reduction="mean"``, this bug is
     common in published code.)
     """
@@ -68,12 +73,18 @@ def negative_elbo_mean_over_pixels(logits: Tensor, x: Tensor, mu: Tensor, logvar
 def gaussian_kl_logvar_as_logstd(mu: Tensor, logvar: Tensor) -> Tensor:
     """KL( N(mu, diag exp(logvar)) || N(0, I) ) per example (BROKEN, notebook 03).
 
-    Args: ``mu``, ``logvar`` ``(N, D)``: the encoder's mean and log-variance ln σ².
+    Args: ``mu``, ``logvar`` ``(N, J)``: the encoder's mean and log-variance ln σ² (J latent dimensions).
     Returns: ``(N,)`` nats.
 
-    Symptom: correct when logvar = 0, but the KL grows twice as fast as it should in logvar, and
-    the encoder's σ settles at the wrong width: the learned q(z|x) is too narrow or too wide by a
-    square root.
+    Symptom: correct when logvar = 0 and in mu, but it is the right KL at twice the log-variance,
+    ½(σ⁴ - ln σ⁴ - 1 + μ²): for a narrow q it charges about -ln σ² per dimension instead of
+    -½ ln σ², twice the pull towards σ = 1. Against a reconstruction cost that grows by a·σ²/2 nats
+    as q widens, the right KL settles at σ² = 1/(1 + a) and this one at σ² = (√(a² + 16) - a)/4:
+    up to about 2.13 times the right variance, tending to 2 as σ² -> 0 (σ about √2 too wide, not
+    off by a square root); an unused dimension (a = 0) gets σ² = 1 from both. The KL it reports is
+    two to three times the true KL of that q (for right σ² from 0.1 down to 0.001). Notebook 03,
+    bug hunt 03.4, shows it on one dimension and on a trained VAE (about twice the variance where
+    the right σ² is below 0.1).
     """
     sigma = logvar.exp()
     return 0.5 * (sigma.pow(2) - 2 * sigma.log() - 1 + mu.pow(2)).sum(dim=1)
