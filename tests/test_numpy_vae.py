@@ -280,7 +280,7 @@ def test_wrong_gradient_shape_and_order_are_reported():
     with pytest.raises(TypeError, match="Dense 'd': expected input as a floating-point NumPy array, got Tensor"):
         layer.forward(torch.zeros(5, 3))
     model = nv.make_vae()
-    with pytest.raises(ValueError, match=r"VAE: expected eps of shape \(K, 4, 2\), got \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"VAE: expected eps of shape \(S, 4, 2\), got \(4, 2\)"):
         model.loss_and_gradients(nv.toy_images_3x3(), np.zeros((4, 2)))
     with pytest.raises(ValueError, match="n_decoder_passes"):
         model.train_step(nv.toy_images_3x3(), nv.Adam(model.parameter_layers()), rng, 0)

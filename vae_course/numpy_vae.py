@@ -16,8 +16,8 @@ a Gaussian latent head ``q(z|x) = N(mu, diag sigma^2)`` with ``sigma^2 = softplu
 reparameterization ``z = mu + sigma * eps`` and a decoder ``p(x|z) = N(x_hat, decoder_std^2 I)``,
 trained on the negative ELBO (Kingma & Welling 2014, "Auto-Encoding Variational Bayes", Eq. 10
 and Appendix B) with Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization",
-Algorithm 1). One training step runs the encoder once and the decoder K times, each on a fresh
-sample of z, and averages the K gradients.
+Algorithm 1). One training step runs the encoder once and the decoder S times, each on a fresh
+sample of z, and averages the S gradients.
 """
 from __future__ import annotations
 
@@ -477,8 +477,8 @@ class VAE:
 
     ``encoder`` maps ``x (N, *image_shape)`` to features; ``decoder`` maps ``z (N, latent_dim)``
     back to ``x_hat (N, *image_shape)``. ``loss_and_gradients(x, eps)`` runs one encoder pass and
-    ``K = len(eps)`` decoder passes and leaves the gradient of
-    ``(1/K) sum_k reconstruction(x, decoder(z_k)) + KL`` in every layer's ``grads``.
+    ``S = len(eps)`` decoder passes and leaves the gradient of
+    ``(1/S) sum_s reconstruction(x, decoder(z_s)) + KL`` in every layer's ``grads``.
     """
 
     def __init__(self, encoder: Sequential, head: GaussianHead, decoder: Sequential, reconstruction: SquaredError):
@@ -503,21 +503,21 @@ class VAE:
         return self.decoder.forward(z)
 
     def loss_and_gradients(self, x: np.ndarray, eps: np.ndarray) -> dict[str, float]:
-        """Negative ELBO (nats per example) and its gradients, with ``eps (K, N, latent_dim)``.
+        """Negative ELBO (nats per example) and its gradients, with ``eps (S, N, latent_dim)``.
 
         Returns ``{"total", "reconstruction", "kl"}``; the gradients are left in the layers.
-        Each decoder pass's loss enters with weight 1/K, so the accumulated gradients are the
-        average of the K single-sample gradients.
+        Each decoder pass's loss enters with weight 1/S, so the accumulated gradients are the
+        average of the S single-sample gradients.
         """
         self.zero_grad()
         mu, var = self.encode(x)
-        check_shape("VAE", "eps", eps, ("K", len(mu), self.latent_dim))
-        k = len(eps)
+        check_shape("VAE", "eps", eps, ("S", len(mu), self.latent_dim))
+        n_passes = len(eps)
         grad_mu, grad_var, reconstruction = np.zeros_like(mu), np.zeros_like(var), 0.0
-        for eps_k in eps:  # one decoder pass per sample of z; forward then backward at once
-            z = self.sampler.forward(mu, var, eps_k)
-            reconstruction += self.reconstruction.forward(self.decoder.forward(z), x) / k
-            grad_z = self.decoder.backward(self.reconstruction.backward(1.0 / k))
+        for eps_s in eps:  # one decoder pass per sample of z; forward then backward at once
+            z = self.sampler.forward(mu, var, eps_s)
+            reconstruction += self.reconstruction.forward(self.decoder.forward(z), x) / n_passes
+            grad_z = self.decoder.backward(self.reconstruction.backward(1.0 / n_passes))
             d_mu, d_var = self.sampler.backward(grad_z)
             grad_mu += d_mu
             grad_var += d_var
@@ -543,11 +543,11 @@ class VAE:
 
 def gradient_variance(model: VAE, x: np.ndarray, n_decoder_passes: int, repeats: int,
                       rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """How noisy one step's gradient is with ``n_decoder_passes`` = K samples of z per example.
+    """How noisy one step's gradient is with ``n_decoder_passes`` = S samples of z per example.
 
     Computes the gradient ``repeats`` times at the same parameters, each time with fresh noise
-    ``eps (K, N, latent_dim)``, without updating anything. The K decoder passes are independent,
-    so their average has the same mean as one pass and 1/K of its variance.
+    ``eps (S, N, latent_dim)``, without updating anything. The S decoder passes are independent,
+    so their average has the same mean as one pass and 1/S of its variance.
 
     Returns:
         ``(mean, total_variance)``: the mean gradient vector (as ``VAE.gradient_vector``) and the
