@@ -2,40 +2,57 @@
 
 Each exercise at the end of notebooks 01-05 has one check here, named after what it checks
 (``checks.kl_by_hand(value)``, ``checks.kl_diagonal(fn)``, ...); the exercise's statement says which
-one to call. A check takes your answer (a number, a tensor, or a function you wrote) and
+one to call. A check takes your answer (a number, or a function you wrote) and
 
 * **passes**: prints a line starting with ``✓`` and returns ``True``;
 * **fails**: raises :class:`NotYet` (an ``AssertionError``) with a *hint* that says what looks
-  wrong (a sign, a missing factor, a shape, "you averaged over pixels") but not the answer;
+  wrong (a sign, a missing factor, a shape, "you averaged over pixels") but not the answer; a
+  mistake the check does not recognise gets a general hint, never the solution;
 * **cannot use the answer**: raises :class:`BadAnswer` (a ``TypeError``) naming the argument, what
   was expected and what was received: a string instead of a number, a tensor of the wrong shape,
   or a function of yours that raised (its error is quoted; the traceback from inside the check
-  is not shown).
+  is not shown) or did not finish within ``TIME_LIMIT_S`` seconds.
 
 Numbers computed by hand are accepted within 1 % (round to three significant digits). Functions
-are called on small random inputs and compared with the course's package (``vae_course.losses``
-and friends) to float32 precision.
+are tested the way a test suite would test them:
+
+* on **fresh random inputs every time** (new shapes and values, several values of each
+  parameter), so only a function that computes the answer passes, not one that remembers outputs;
+* against **references computed before your function runs**, with formulas written out in this
+  file (the same as ``vae_course.losses``; ``tests/test_checks.py`` checks that they agree), so
+  reassigning a package function (``losses.gaussian_kl = my_kl``) changes nothing here;
+* on **copies** of the inputs: if your function changes an argument in place (``x.mul_(...)``,
+  ``x[mask] = 0``), the check says so;
+* with a **time limit**, so a function that never returns is stopped with a message (on Unix,
+  in the main thread, as in a notebook; elsewhere there is no limit);
+* leaving torch's global random state as it was, so the notebook's later cells are unchanged.
 
 Usage, in a notebook::
 
     from vae_course import checks
-    checks.kl_by_hand(0.82)          # ✓ ... -> True, or NotYet: hint
+    checks.kl_by_hand(0.5)           # ✓ ... -> True, or NotYet: hint
     checks.kl_diagonal(my_kl)        # my_kl(mu, logvar, mu_p, logvar_p) -> (N,)
 
 The bug hunts' broken functions live in :mod:`vae_course.bughunts`.
 """
 from __future__ import annotations
 
+import contextlib
+import copy
+import functools
 import math
 import numbers
+import secrets
+import signal
+import threading
+import time
 
 import torch
-from torch import Tensor
-
-from vae_course import bughunts, losses
+from torch import Tensor, nn
+from torch.nn.functional import softplus as _softplus
 
 __all__ = [
-    "NotYet", "BadAnswer",
+    "NotYet", "BadAnswer", "TIME_LIMIT_S",
     # 01
     "bce_of_blank_decoder", "compression_ratio", "mask_noise", "masked_denoising",
     # 02
@@ -49,17 +66,42 @@ __all__ = [
     "label_information", "one_hot", "relabel_decode",
 ]
 
+TIME_LIMIT_S = 30.0
+"""Seconds one call of your function may take before the check stops it (a right answer takes milliseconds)."""
+
 
 class NotYet(AssertionError):
     """The answer is wrong; the message is a hint."""
 
 
 class BadAnswer(TypeError):
-    """The answer cannot be checked: wrong type or shape, or the learner's function raised."""
+    """The answer cannot be checked: wrong type or shape, or the learner's function raised or hung."""
 
 
 # ----------------------------------------------------------------------------------------------
-# Helpers: turn answers into numbers and tensors, call learner functions, report.
+# References: the course's formulas, written out here in float64 and bound when this module is
+# imported, so nothing a notebook reassigns later can change them (tests/test_checks.py checks
+# that they equal vae_course.losses).
+# ----------------------------------------------------------------------------------------------
+
+def _bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """-log p(x) under a Bernoulli with these logits, summed over pixels: ``(N, ...) -> (N,)`` nats.
+    Per pixel, -[x ln sigmoid(l) + (1 - x) ln(1 - sigmoid(l))] = softplus(l) - x l."""
+    logits, x = logits.double(), x.double()
+    return (_softplus(logits) - x * logits).flatten(1).sum(1)
+
+
+def _gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p: Tensor | None = None) -> Tensor:
+    """KL( N(mu, diag e^logvar) || N(mu_p, diag e^logvar_p) ) per row, summed over dimensions:
+    ``(N, J) -> (N,)`` nats; the prior defaults to N(0, I)."""
+    mu, logvar = mu.double(), logvar.double()
+    mu_p = torch.zeros_like(mu) if mu_p is None else mu_p.double()
+    logvar_p = torch.zeros_like(mu) if logvar_p is None else logvar_p.double()
+    return 0.5 * (logvar_p - logvar + (logvar.exp() + (mu - mu_p) ** 2) / logvar_p.exp() - 1).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers: report, turn answers into numbers and tensors, call the learner's functions safely.
 # ----------------------------------------------------------------------------------------------
 
 def _passed(exercise: str, message: str) -> bool:
@@ -80,6 +122,8 @@ def _bad(exercise: str, message: str):
 def _describe(value) -> str:
     if isinstance(value, Tensor):
         return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, nn.Module):
+        return f"a {type(value).__name__} model"
     text = repr(value)
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
@@ -103,52 +147,189 @@ def _close(a: float, b: float, rel: float = 0.01, abs_tol: float = 1e-3) -> bool
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
 
 
-def _function(fn, name: str, exercise: str):
-    __tracebackhide__ = True
-    if not callable(fn):
-        _bad(exercise, f"`{name}`: expected a function, got {_describe(fn)}. "
-                       f"Pass the function itself (no parentheses after its name).")
-    return fn
-
-
-def _call(fn, name: str, exercise: str, *args, **kwargs):
-    """Call the learner's function; if it raises, report its error without our traceback."""
-    __tracebackhide__ = True
-    try:
-        return fn(*args, **kwargs)
-    except Exception as error:  # noqa: BLE001 - any error of the learner's code is reported, not re-raised
-        failure = error
-    # Raised outside the except block, so the learner's traceback is not chained to ours.
-    if isinstance(failure, NotImplementedError):
-        _bad(exercise, f"`{name}` still raises NotImplementedError: write your solution first.")
-    shown = ", ".join(_describe(a) for a in args)
-    _bad(exercise, f"your function `{name}` raised {type(failure).__name__}: {failure}\n"
-                   f"  It was called with: {shown}. Make it run on inputs like these.")
-
-
-def _tensor(out, name: str, exercise: str, shape: tuple[int, ...]) -> Tensor:
-    __tracebackhide__ = True
-    if not isinstance(out, Tensor):
-        _bad(exercise, f"`{name}` should return a torch.Tensor of shape {shape}, got {_describe(out)}")
-    if not out.is_floating_point():
-        _bad(exercise, f"`{name}` should return a floating-point tensor of shape {shape}, got dtype {out.dtype}")
-    if tuple(out.shape) != tuple(shape):
-        hint = ""
-        if out.dim() == len(shape) + 1 and tuple(out.shape[:len(shape)]) == tuple(shape):
-            hint = " It looks like you forgot to sum over the last dimension."
-        elif out.dim() == 0 or out.numel() == 1:
-            hint = " It looks like you reduced over the batch too: return one value per example."
-        _bad(exercise, f"`{name}` should return shape {shape}, got {tuple(out.shape)}.{hint}")
-    return out.detach().to("cpu", torch.float64)
-
-
 def _matches(a: Tensor, b: Tensor, rtol: float = 1e-4, atol: float = 1e-4) -> bool:
-    return bool(torch.allclose(a.to(torch.float64), b.to(torch.float64), rtol=rtol, atol=atol))
+    return bool(torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol))
 
 
-def _ratio(a: Tensor, b: Tensor) -> float:
-    """Median of a / b, to recognise answers off by a constant factor."""
-    return float((a.to(torch.float64) / b.to(torch.float64)).median())
+def _fresh_generator() -> torch.Generator:
+    """A generator with a new seed on every call (from the operating system, so neither torch's nor
+    Python's global random state is touched): each run of a check draws new inputs."""
+    return torch.Generator().manual_seed(secrets.randbits(62))
+
+
+def _randint(g: torch.Generator, low: int, high: int) -> int:
+    """A random integer in [low, high]."""
+    return int(torch.randint(low, high + 1, (), generator=g))
+
+
+def _distinct(g: torch.Generator, low: int, high: int, k: int) -> list[int]:
+    """``k`` different random integers in [low, high]: one shape per call, so no shape comes back."""
+    return (torch.randperm(high - low + 1, generator=g)[:k] + low).tolist()
+
+
+def _uniform(g: torch.Generator, low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand((), generator=g))
+
+
+class _TimeUp(BaseException):
+    """Raised inside the learner's function when its time is up (a BaseException, so that an
+    ``except Exception`` in their code does not swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise _TimeUp in the code inside after ``seconds``: SIGALRM, which exists on Unix and can be
+    used in the main thread only (a notebook runs its cells there). Elsewhere: no limit."""
+    armed = [True]
+
+    def time_up(signum, frame):
+        if armed[0]:
+            raise _TimeUp
+
+    try:
+        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            raise ValueError("no SIGALRM here")
+        previous_handler = signal.signal(signal.SIGALRM, time_up)
+    except (ValueError, OSError):   # Windows, another thread, or an embedding that keeps signals to itself
+        yield
+        return
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous_handler is None else previous_handler)
+        if previous_delay > 0:  # someone else's alarm was pending (a test runner's timeout): put it back
+            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - (time.monotonic() - start), 1e-3),
+                             previous_interval)
+
+
+def _copy(value):
+    """What the learner's function receives: a clone, so the check's own inputs stay as they were."""
+    if isinstance(value, Tensor):
+        return value.clone()
+    if isinstance(value, nn.Module):
+        try:
+            return copy.deepcopy(value)
+        except Exception:  # noqa: BLE001 - a model that cannot be copied is lent as it is
+            return value
+    return value
+
+
+def _changed(original, given) -> bool:
+    """Did the learner's function change ``given`` (its copy of ``original``) in place?"""
+    if isinstance(original, Tensor):
+        return given.shape != original.shape or not torch.equal(given, original)
+    if isinstance(original, nn.Module) and given is not original:
+        mine, theirs = original.state_dict(), given.state_dict()
+        return mine.keys() != theirs.keys() or any(not torch.equal(mine[k], theirs[k]) for k in mine)
+    return False
+
+
+def _keeps_random_state(check):
+    """Run ``check`` with torch's global random state saved and restored: an answer may draw from it
+    (mask_noise without a generator does, a sampling mistake does), and the notebook's later cells
+    must see the same random numbers as if the check had not run."""
+    @functools.wraps(check)
+    def run(*args, **kwargs):
+        __tracebackhide__ = True
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            return check(*args, **kwargs)
+    return run
+
+
+class _Answer:
+    """The learner's function, called the safe way: on copies of the check's inputs and with a time
+    limit. It remembers which arguments the function changed in place, and words the check's
+    verdicts (``fail``, ``passed``)."""
+
+    def __init__(self, fn, name: str, exercise: str, params: tuple[str, ...]):
+        __tracebackhide__ = True
+        if not callable(fn):
+            _bad(exercise, f"`{name}`: expected a function, got {_describe(fn)}. "
+                           f"Pass the function itself (no parentheses after its name).")
+        self.fn, self.name, self.exercise, self.params = fn, name, exercise, params
+        self.changed: list[str] = []   # arguments it changed in place, by name
+
+    def __call__(self, *args, **kwargs):
+        __tracebackhide__ = True
+        names = [*self.params[:len(args)], *kwargs]
+        values = [*args, *kwargs.values()]
+        given = [_copy(v) for v in values]
+        failure = None
+        try:
+            with _time_limit(TIME_LIMIT_S):
+                out = self.fn(*given[:len(args)], **dict(zip(kwargs, given[len(args):])))
+        except _TimeUp:
+            failure = _TimeUp
+        except Exception as error:  # noqa: BLE001 - any error of the learner's code is reported, not re-raised
+            failure = error
+        # Reported outside the except blocks, so the learner's traceback is not chained to ours.
+        shown = ", ".join(f"{n}={_describe(v)}" for n, v in zip(names, values))
+        if failure is _TimeUp:
+            _bad(self.exercise, f"your function `{self.name}` did not finish within {TIME_LIMIT_S:g} s "
+                                f"(called with {shown}); it was stopped. Is there a loop that never ends?")
+        if isinstance(failure, NotImplementedError):
+            _bad(self.exercise, f"`{self.name}` still raises NotImplementedError: write your solution first.")
+        if failure is not None:
+            _bad(self.exercise, f"your function `{self.name}` raised {type(failure).__name__}: {failure}\n"
+                                f"  It was called with: {shown}. Make it run on inputs like these.")
+        for name, value, theirs in zip(names, values, given):
+            if _changed(value, theirs) and name not in self.changed:
+                self.changed.append(name)
+        return out
+
+    def tensor(self, out, shape: tuple[int, ...]) -> Tensor:
+        """The function's output as a float64 CPU tensor, after checking its type and shape."""
+        __tracebackhide__ = True
+        shape, name = tuple(shape), self.name
+        if type(out) not in (Tensor, nn.Parameter):   # a subclass could redefine what "equal" means
+            several = " (several values: return only the tensor, e.g. the `.total` of a LossParts)" \
+                if isinstance(out, tuple) and out and isinstance(out[0], Tensor) else ""
+            self.bad(f"`{name}` should return a torch.Tensor of shape {shape}, got {_describe(out)}{several}")
+        if not out.is_floating_point():
+            self.bad(f"`{name}` should return a floating-point tensor of shape {shape}, got dtype {out.dtype}")
+        if tuple(out.shape) != shape:
+            hint = ""
+            if out.dim() == len(shape) + 1 and tuple(out.shape[:len(shape)]) == shape:
+                hint = " It looks like you forgot to sum over the last dimension."
+            elif out.dim() == 0 or out.numel() == 1:
+                hint = " It looks like you reduced over the batch too: return one value per example."
+            self.bad(f"`{name}` should return shape {shape}, got {tuple(out.shape)}.{hint}")
+        return out.detach().to("cpu", torch.float64)
+
+    def _note(self) -> str:
+        if not self.changed:
+            return ""
+        names = ", ".join(f"`{n}`" for n in self.changed)
+        return (f" Note: your function changed its argument {names} in place; code that uses it afterwards "
+                f"sees the change. Out-of-place operations (a * b rather than a.mul_(b)) avoid that.")
+
+    def fail(self, hint: str):
+        __tracebackhide__ = True
+        _not_yet(self.exercise, hint + self._note())
+
+    def bad(self, message: str):
+        __tracebackhide__ = True
+        _bad(self.exercise, message)
+
+    def passed(self, message: str) -> bool:
+        return _passed(self.exercise, message + self._note())
+
+
+def _not_finite(out: Tensor) -> bool:
+    return not bool(torch.isfinite(out).all())
+
+
+_NOT_FINITE = ("your function returned NaN or inf for inputs where the answer is finite: look for a log or "
+              "square root of a negative number, a division by zero, or an exp that overflows.")
+
+
+def _is_multiple(out: Tensor, want: Tensor, factor: float) -> bool:
+    return _matches(out, factor * want)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,10 +347,12 @@ def bce_of_blank_decoder(value) -> bool:
         _not_yet(ex, "a loss is -log p, and p <= 1 for each binary outcome: it cannot be negative.")
     if _close(v, answer / math.log(2)):
         _not_yet(ex, "that is the value in bits (log base 2). The course measures in nats: natural logarithm.")
+    if _close(v, answer / math.log(10)):
+        _not_yet(ex, "that is in log base 10. The course measures in nats: natural logarithm.")
     if _close(v, math.log(2)) or _close(v, 1.0):
         _not_yet(ex, "that is the cost of one pixel. The loss of an image sums over all its pixels.")
-    _not_yet(ex, "write the BCE of one pixel, -[x ln σ(ℓ) + (1-x) ln(1-σ(ℓ))], at ℓ = 0: σ(0) = 1/2. "
-                 "Then sum over the pixels.")
+    _not_yet(ex, "not a slip this check recognises. Work out the BCE of one pixel at logit 0 from the formula, "
+                 "for a pixel of value 0 and of value 1; then add up the whole image.")
 
 
 def compression_ratio(value) -> bool:
@@ -185,53 +368,124 @@ def compression_ratio(value) -> bool:
         _not_yet(ex, "you compared numbers, not bits: a pixel is 8 bits, a float16 is 16 bits.")
     if _close(v, raw / (32 * 32)):
         _not_yet(ex, "a float16 takes 16 bits, not 32.")
-    _not_yet(ex, "count bits on both sides: pixels x bits per pixel, codes x bits per code number.")
+    _not_yet(ex, "not a slip this check recognises. Count bits on both sides: pixels x bits per pixel, "
+                 "code numbers x bits per code number.")
 
 
+@_keeps_random_state
 def mask_noise(fn) -> bool:
-    """01.3: ``fn(x, fraction, generator=None)`` sets a random ``fraction`` of each image's pixels to 0."""
+    """01.3: ``fn(x, fraction, generator=None)`` sets a random ``fraction`` of each image's pixels to 0.
+
+    Tested on fresh random images (no pixel is 0) for three fractions. Each output pixel must be 0 or
+    its input value; the share set to 0 must be ``fraction``; and since each pixel is masked on its
+    own, the share masked in one image (784 pixels), and the share of images masked at one pixel
+    position, must vary as much as a binomial count does, no more and no less: a fixed number of
+    pixels per image, one mask for all images, or masked rows or blocks all fail. The same seed must
+    give the same mask, another seed another mask, and ``x`` must be left unchanged.
+    """
     __tracebackhide__ = True
-    ex = "01.3"
-    _function(fn, "mask_noise", ex)
-    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.1  # no zeros
-    original = x.clone()
-    out = _call(fn, "mask_noise", ex, x, 0.3, generator=torch.Generator().manual_seed(1))
-    out = _tensor(out, "mask_noise", ex, tuple(x.shape))
-    if not torch.equal(x, original):
-        _not_yet(ex, "your function changed its input x in place; return a new tensor (e.g. multiply by a mask).")
-    kept = out == original.double()
+    answer = _Answer(fn, "mask_noise", "01.3", ("x", "fraction"))
+    g = _fresh_generator()
+    for fraction in (0.3, _uniform(g, 0.1, 0.4), _uniform(g, 0.6, 0.9)):   # 0.3 is the notebook's
+        n = _randint(g, 200, 260)
+        x = 0.1 + 0.9 * torch.rand(n, 1, 28, 28, generator=g)
+        seed = secrets.randbits(62)
+        out = answer.tensor(answer(x, fraction, generator=torch.Generator().manual_seed(seed)), x.shape)
+        if "x" in answer.changed:   # the statement asks for x unchanged: not a note but the hint
+            _not_yet(answer.exercise, "your function changed its input x in place (e.g. `x[mask] = 0` or `x.mul_(...)`); "
+                        "the exercise asks to leave x unchanged: return a new tensor.")
+        _mask_looks_right(answer, out, x, fraction)
+        again = answer(x, fraction, generator=torch.Generator().manual_seed(seed))
+        if not torch.equal(answer.tensor(again, x.shape), out):
+            answer.fail("two calls with generators of the same seed gave different masks: draw every random "
+                        "number with `generator` (e.g. torch.rand(..., generator=generator)).")
+        other = answer(x, fraction, generator=torch.Generator().manual_seed(seed + 1))
+        if torch.equal(answer.tensor(other, x.shape), out):
+            answer.fail("generators with different seeds gave the same mask: draw your random numbers with "
+                        "the `generator` you are given (not with torch's global generator or a seed of your own).")
+    default = answer.tensor(answer(x, fraction), x.shape)   # no generator: torch's global one (restored after)
+    _mask_looks_right(answer, default, x, fraction)
+    return answer.passed("each pixel masked on its own with the asked probability, repeatable with a generator.")
+
+
+def _mask_looks_right(answer: _Answer, out: Tensor, x: Tensor, fraction: float) -> None:
+    """The statistical tests of mask_noise, for one output. Each bound allows about 7 standard
+    deviations of chance, so a right answer fails far less than once in a billion runs."""
+    __tracebackhide__ = True
     zeroed = out == 0
-    if not bool((kept | zeroed).all()):
-        _not_yet(ex, "masking sets some pixels to exactly 0 and leaves the others unchanged; "
-                     "your output has other values (did you add noise or rescale?).")
-    share = float(zeroed.double().mean())
-    if abs(share - 0.7) < 0.03:
-        _not_yet(ex, "you zeroed the pixels you meant to keep: `fraction` is the share set to 0.")
-    if abs(share - 0.3) > 0.03:
-        _not_yet(ex, f"asked for fraction 0.3, your function zeroed {share:.3f} of the pixels.")
-    per_image = zeroed.flatten(1).double().mean(1)
-    if bool((zeroed[0] == zeroed[1:]).all()):
-        _not_yet(ex, "every image got the same mask: draw the random mask for the whole batch, one per image.")
-    if float(per_image.std()) > 0.1:
-        _not_yet(ex, "the share of masked pixels varies too much between images; mask each pixel independently.")
-    again = _call(fn, "mask_noise", ex, original.clone(), 0.3, generator=torch.Generator().manual_seed(1))
-    if not torch.equal(_tensor(again, "mask_noise", ex, tuple(x.shape)), out):
-        _not_yet(ex, "the same generator seed should give the same mask: draw your random numbers with `generator`.")
-    return _passed(ex, f"{share:.1%} of the pixels masked, independently per pixel, repeatable with a generator.")
+    if not bool((zeroed | (out == x.double())).all()):
+        answer.fail("masking sets some pixels to exactly 0 and leaves the others unchanged; your output has "
+                    "other values (did you add noise, or rescale the kept pixels as dropout does?).")
+    flat = zeroed.flatten(1).double()                      # (images, pixels): 1 where masked
+    n, d = flat.shape
+    share = float(flat.mean())                             # its standard deviation is below 0.0015 here
+    wrong_share = f"asked for fraction {fraction:.2f}, your function set {share:.3f} of the pixels to 0"
+    if 0 < share < 1:
+        if bool((flat[0] == flat[1:]).all()):
+            answer.fail("every image got the same mask: draw a mask of the batch's full shape, one per image.")
+        # Masking pixels independently, the share masked in one image of d pixels is binomial, with
+        # standard deviation sqrt(p (1 - p) / d), and so is the share of the n images masked at one pixel
+        # position, with n in place of d. The standard deviation of m such shares estimates this within a
+        # relative error of about 1 / sqrt(2 (m - 1)); the bounds allow 7 times that.
+        binomial_sd = math.sqrt(share * (1 - share))
+        spread_images = float(flat.mean(1).std()) / (binomial_sd / math.sqrt(d))   # about 1 if independent
+        spread_pixels = float(flat.mean(0).std()) / (binomial_sd / math.sqrt(n))
+        slack_images, slack_pixels = 7 / math.sqrt(2 * (n - 1)), 7 / math.sqrt(2 * (d - 1))
+        if spread_images < 1 - slack_images:
+            answer.fail("every image loses (almost) the same number of pixels. Masking each pixel independently, "
+                        "that number varies from image to image like a binomial count: decide pixel by pixel.")
+        if spread_images > 1 + slack_images or spread_pixels > 1 + slack_pixels:
+            answer.fail("the masked pixels are not independent: the share masked varies too much between images "
+                        "or between pixel positions (whole rows, blocks or images masked together?). "
+                        "Decide pixel by pixel.")
+        if spread_pixels < 1 - slack_pixels:
+            answer.fail("each pixel position is masked in (almost) the same number of images: the masks of "
+                        "different images are not independent. Decide pixel by pixel, image by image.")
+    if abs(share - (1 - fraction)) < 0.01:
+        answer.fail(wrong_share + ": `fraction` is the share set to 0, not the share kept.")
+    if abs(share - fraction) > 0.01:
+        answer.fail(wrong_share + ".")
 
 
-def masked_denoising(denoiser_error, plain_error) -> bool:
-    """01.3 (second part): MSE per pixel on masked test digits, masking denoiser vs plain autoencoder."""
+def masked_denoising(denoiser_error, plain_error, *, denoiser=None, plain=None, x=None) -> bool:
+    """01.3 (second part): MSE per pixel on masked test digits, masking denoiser vs plain autoencoder.
+
+    ``denoiser_error``, ``plain_error``: your two mean squared errors per pixel, each model fed the same
+    masked test digits (30 % of the pixels set to 0) and scored against the clean digits.
+    With the models and the digits (``denoiser=mask_dae, plain=ae16, x=x_test``) the check also
+    scores both models itself, on freshly masked digits, and compares: each of your numbers must be
+    within 10 % of its own (the masks and digits differ, the models do not), so a number from another
+    model, or scored against the masked digits, is caught. Without them it can only compare the two.
+    """
     __tracebackhide__ = True
     ex = "01.3"
     d, p = _number(denoiser_error, "denoiser_error", ex), _number(plain_error, "plain_error", ex)
     if d <= 0 or p <= 0 or d > 1 or p > 1:
         _bad(ex, f"expected two mean squared errors per pixel in (0, 1], got {d:.4g} and {p:.4g}")
+    scored = ""
+    if (denoiser, plain, x) != (None, None, None):
+        for model, name in ((denoiser, "denoiser"), (plain, "plain")):
+            if not hasattr(model, "reconstruct"):
+                _bad(ex, f"`{name}`: expected the notebook's trained autoencoder, got {_describe(model)}")
+        if not isinstance(x, Tensor) or x.dim() != 4:
+            _bad(ex, f"`x`: expected the clean test digits (N, 1, 28, 28), got {_describe(x)}")
+        g = _fresh_generator()
+        clean = x[torch.randperm(len(x), generator=g)[:2000]].float().cpu()
+        masked = clean * (torch.rand(clean.shape, generator=g) >= 0.3)
+        with torch.no_grad():
+            mine = {name: float((model.reconstruct(masked.to(model.device)).cpu() - clean).pow(2).mean())
+                    for model, name in ((denoiser, "denoiser"), (plain, "plain"))}
+        for yours, name in ((d, "denoiser"), (p, "plain")):
+            if not _close(yours, mine[name], rel=0.1, abs_tol=0.0):
+                _not_yet(ex, f"`{name}_error` is not what the {name} model scores on masked digits against the "
+                             f"clean ones. Did you score the right model, feed it the masked digits, and compare "
+                             f"its output with the clean digits?")
+        scored = " The check's own scoring of both models agrees."
     if d >= p:
         _not_yet(ex, "your denoiser is not better than the plain autoencoder. Did you score the denoiser's output "
                      "against the *clean* digits, feed both models the same masked inputs, and train the "
                      "denoiser with `corrupt=`?")
-    return _passed(ex, f"the masking denoiser's error is {p / d:.2f}x lower on masked digits.")
+    return _passed(ex, f"the masking denoiser's error is {p / d:.4g}x lower on masked digits.{scored}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -241,28 +495,33 @@ def masked_denoising(denoiser_error, plain_error) -> bool:
 _W, _S2, _X = 2.0, 1.0, 1.0
 
 
+def _log_normal(x: float, var: float) -> float:
+    return -0.5 * math.log(2 * math.pi * var) - x * x / (2 * var)
+
+
 def linear_gaussian_evidence(value) -> bool:
     """02.1: log p(x) in nats for the 1-D linear-Gaussian model (w = 2, sigma^2 = 1, x = 1)."""
     __tracebackhide__ = True
     ex = "02.1"
-    v = _number(value, "log_px", ex)
-
-    def log_normal(x, var):
-        return -0.5 * math.log(2 * math.pi * var) - x * x / (2 * var)
-
-    if _close(v, log_normal(_X, _W ** 2 + _S2)):
+    v, answer = _number(value, "log_px", ex), _log_normal(_X, _W ** 2 + _S2)
+    if _close(v, answer):
         return _passed(ex, "p(x) is Gaussian: both noise sources add their variances.")
-    if v > 0 and _close(-v, log_normal(_X, _W ** 2 + _S2)):
+    if v > 0 and _close(-v, answer):
         _not_yet(ex, "check the sign: a density below 1 has a negative logarithm.")
-    if _close(v, log_normal(_X, _S2)):
+    if _close(v, math.exp(answer)):
+        _not_yet(ex, "that looks like the density p(x) itself; the exercise asks for its natural logarithm.")
+    if _close(v, answer / math.log(2)) or _close(v, answer / math.log(10)):
+        _not_yet(ex, "that is in another log base; nats use the natural logarithm.")
+    if _close(v, _log_normal(_X, _S2)):
         _not_yet(ex, "that is the density with the noise variance alone; z is random too, and x = w z + noise.")
-    if _close(v, log_normal(_X, _W ** 2)):
+    if _close(v, _log_normal(_X, _W ** 2)):
         _not_yet(ex, "you left out the observation noise: x = w z + noise, and both parts vary.")
-    if _close(v, log_normal(_X, _W + _S2)):
+    if _close(v, _log_normal(_X, _W + _S2)):
         _not_yet(ex, "the variance of w z is w² Var(z), not w Var(z).")
-    if _close(v, -0.5 * math.log(_W ** 2 + _S2) - _X ** 2 / (2 * (_W ** 2 + _S2))):
+    if _close(v, answer + 0.5 * math.log(2 * math.pi)):
         _not_yet(ex, "the right variance, but the Gaussian's normalizer 1/sqrt(2π v) is missing.")
-    _not_yet(ex, "x = w z + ε is a sum of independent Gaussians: find its mean and variance, then take log N(x; mean, variance).")
+    _not_yet(ex, "not a slip this check recognises. x = w z + noise is a sum of independent Gaussians, so "
+                 "x is Gaussian: find its mean and variance, then evaluate the log-density at x.")
 
 
 def linear_gaussian_posterior(mean, variance) -> bool:
@@ -283,7 +542,7 @@ def linear_gaussian_posterior(mean, variance) -> bool:
     if v >= 1:
         _not_yet(ex, "variance: seeing x can only make us more certain about z than the prior (variance 1).")
     if _close(v, 1 / _W ** 2) or _close(v, _S2 / _W ** 2):
-        _not_yet(ex, "variance: the precisions (1 / variance) of the prior and of the likelihood add.")
+        _not_yet(ex, "variance: that is the likelihood's alone; the prior's precision (1 / variance) counts too.")
     _not_yet(ex, "variance: read it off the z² coefficient after completing the square: -z² / (2 variance).")
 
 
@@ -299,37 +558,45 @@ def best_grayscale_log_likelihood(value) -> bool:
                      "one pixel (set the derivative to 0) and evaluate.")
     if _close(v, -answer):
         _not_yet(ex, "check the sign: the function returns a log-likelihood, minus the BCE.")
+    if _close(v, answer / math.log(2)) or _close(v, answer / math.log(10)):
+        _not_yet(ex, "that is in another log base; the function uses the natural logarithm (nats).")
     if _close(v, -math.log(2)):
         _not_yet(ex, "that is one pixel; the function sums over all 784.")
-    _not_yet(ex, "the best logit for a pixel of value x is logit(x); evaluate x ln σ(ℓ) + (1-x) ln(1-σ(ℓ)) there.")
+    _not_yet(ex, "not a slip this check recognises. Find the best logit for one pixel of value 0.5 (where the "
+                 "derivative is 0), evaluate that pixel's term there, then add up the image.")
 
 
-def _grayscale_inputs():
-    g = torch.Generator().manual_seed(5)
-    logits = torch.randn(6, 1, 28, 28, generator=g) * 2
-    x = torch.rand(6, 1, 28, 28, generator=g)
-    x = torch.where((x - 0.5).abs() < 1e-3, torch.full_like(x, 0.25), x)  # no pixel exactly at the threshold
-    return logits, x
-
-
+@_keeps_random_state
 def bughunt_grayscale_bernoulli(fn) -> bool:
-    """02.3 (fix): ``fn(logits, x)`` -> (N,) a normalized Bernoulli log-likelihood of x binarized at 0.5."""
+    """02.3 (fix): ``fn(logits, x)`` -> (N,) a normalized Bernoulli log-likelihood of x binarized at 0.5.
+
+    Tested on two fresh batches of random logits and gray images (no pixel at exactly 0.5)."""
     __tracebackhide__ = True
-    ex = "02.3"
-    _function(fn, "binarized_log_likelihood", ex)
-    logits, x = _grayscale_inputs()
-    out = _tensor(_call(fn, "binarized_log_likelihood", ex, logits, x), "binarized_log_likelihood", ex, (6,))
-    want = -losses.bernoulli_nll(logits, (x > 0.5).float()).double()
-    if _matches(out, want):
-        return _passed(ex, "a Bernoulli log-likelihood of binary data: at most 0, and 0 only for a certain, right decoder.")
-    if _matches(out, bughunts.bernoulli_log_likelihood(logits, x).double()):
-        _not_yet(ex, "that is the broken function's value: it still scores the gray pixels.")
-    if _matches(out, -want):
-        _not_yet(ex, "check the sign: return the log-likelihood (at most 0), not the negative log-likelihood.")
-    if bool((out > 1e-6).any()):
-        _not_yet(ex, "a log-probability of binary pixels is at most 0; some of yours are positive.")
-    _not_yet(ex, "binarize first (pixel > 0.5 becomes 1, else 0, as floats), then score the binary image "
-                 "with the Bernoulli log-likelihood computed from logits, summed over pixels.")
+    answer = _Answer(fn, "binarized_log_likelihood", "02.3", ("logits", "x"))
+    g = _fresh_generator()
+    for n in _distinct(g, 3, 12, 2):
+        logits = 2 * torch.randn(n, 1, 28, 28, generator=g)
+        x = torch.rand(n, 1, 28, 28, generator=g)
+        x = torch.where((x - 0.5).abs() < 1e-3, torch.full_like(x, 0.25), x)
+        want = -_bernoulli_nll(logits, x > 0.5)
+        out = answer.tensor(answer(logits, x), (n,))
+        if _matches(out, want):
+            continue
+        if _not_finite(out):
+            answer.fail(_NOT_FINITE + " Computing from logits avoids log(0).")
+        if _matches(out, -_bernoulli_nll(logits, x)):
+            answer.fail("that is the broken function's value: it still scores the gray pixels.")
+        if _matches(out, -want):
+            answer.fail("check the sign: return the log-likelihood (at most 0), not the negative log-likelihood.")
+        if _is_multiple(out, want, 1 / 784):
+            answer.fail("you averaged over pixels; the log-likelihood of an image sums over its pixels.")
+        if _matches(out, -_bernoulli_nll(logits, x <= 0.5)):
+            answer.fail("the binary image is the wrong way round: a pixel above 0.5 becomes 1.")
+        if bool((out > 1e-6).any()):
+            answer.fail("a log-probability of binary pixels is at most 0; some of yours are positive.")
+        answer.fail("not a slip this check recognises. Test your function on a case you can work out by hand: "
+                    "with every logit 0, each binary pixel has probability 1/2, whatever the image.")
+    return answer.passed("a Bernoulli log-likelihood of binary data: at most 0, and 0 only for a certain, right decoder.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -352,45 +619,56 @@ def kl_by_hand(value) -> bool:
         _not_yet(ex, "a KL divergence is never negative (Jensen). Check the signs of the log term.")
     if _close(v, _kl1(0.0, 1.0, 1.0, 0.25)):
         _not_yet(ex, "that is the reverse direction, KL(N(0,1) || N(1, 0.5²)). Here q = N(1, 0.5²) comes first.")
-    if _close(v, 2 * answer):
-        _not_yet(ex, "off by a factor 2: the formula starts with ½.")
+    if _close(v, 2 * answer) or _close(v, answer / 2):
+        _not_yet(ex, "off by a factor 2: check the ½ in front.")
     if _close(v, _kl1(1.0, 0.5, 0.0, 1.0)):
         _not_yet(ex, "you used σ = 0.5 where the formula needs the variance σ².")
     if _close(v, answer / math.log(2)):
         _not_yet(ex, "that is in bits; use the natural logarithm (nats).")
-    _not_yet(ex, "plug μ = 1 and σ² = 0.25 into ½(σ² - ln σ² - 1 + μ²).")
+    if _close(v, answer - 0.5):
+        _not_yet(ex, "the mean's contribution is missing: q is centred at 1, the prior at 0.")
+    if _close(v, answer + 0.5):
+        _not_yet(ex, "a constant is missing: the formula must give 0 when q equals the prior.")
+    _not_yet(ex, "not a slip this check recognises. Use the boxed formula with k = 1; which numbers there are "
+                 "a mean, which a variance? A check of your formula: it gives 0 when q equals the prior.")
 
 
-def _kl_inputs(n=5, d=3):
-    g = torch.Generator().manual_seed(3)
-    return (torch.randn(n, d, generator=g), torch.randn(n, d, generator=g),
-            torch.randn(n, d, generator=g), torch.randn(n, d, generator=g))
-
-
+@_keeps_random_state
 def kl_diagonal(fn) -> bool:
-    """03.2: ``fn(mu, logvar, mu_p, logvar_p)`` -> (N,) KL between diagonal Gaussians, summed over dimensions."""
+    """03.2: ``fn(mu, logvar, mu_p, logvar_p)`` -> (N,) KL between diagonal Gaussians, summed over dimensions.
+
+    Tested on three fresh batches of new shapes: two general priors and N(0, I)."""
     __tracebackhide__ = True
-    ex = "03.2"
-    _function(fn, "kl_diagonal", ex)
-    mu, logvar, mu_p, logvar_p = _kl_inputs()
-    out = _tensor(_call(fn, "kl_diagonal", ex, mu, logvar, mu_p, logvar_p), "kl_diagonal", ex, (5,))
-    want = losses.gaussian_kl(mu, logvar, mu_p, logvar_p).double()
-    if _matches(out, want):
-        standard = _tensor(_call(fn, "kl_diagonal", ex, mu, logvar, torch.zeros(5, 3), torch.zeros(5, 3)),
-                           "kl_diagonal", ex, (5,))
-        if _matches(standard, losses.gaussian_kl(mu, logvar).double()):
-            return _passed(ex, "it matches losses.gaussian_kl, for a general prior and for N(0, I).")
-    if bool((out < -1e-6).any()):
-        _not_yet(ex, "some of your KLs are negative; a KL divergence is >= 0. Check the sign of each term.")
-    if _matches(out, losses.gaussian_kl(mu_p, logvar_p, mu, logvar).double()):
-        _not_yet(ex, "that is KL(p || q), the reverse direction: the first Gaussian (mu, logvar) is q.")
-    ratio = _ratio(out, want)
-    if abs(ratio - 1 / 3) < 1e-3:
-        _not_yet(ex, "off by the number of dimensions: you averaged over the latent dimensions; sum them.")
-    if abs(ratio - 2) < 1e-3 or abs(ratio - 0.5) < 1e-3:
-        _not_yet(ex, "off by a factor 2: check the ½ in front.")
-    _not_yet(ex, "write one dimension's ½(ln σp² - ln σ² + (σ² + (μ - μp)²) / σp² - 1) with σ² = exp(logvar), "
-                 "then sum over dimensions.")
+    answer = _Answer(fn, "kl_diagonal", "03.2", ("mu", "logvar", "mu_p", "logvar_p"))
+    g = _fresh_generator()
+    for prior, n, j in zip(("general", "general", "standard"), _distinct(g, 2, 9, 3), _distinct(g, 2, 9, 3)):
+        mu, logvar = torch.randn(n, j, generator=g), 1.5 * torch.randn(n, j, generator=g)
+        if prior == "general":
+            mu_p, logvar_p = torch.randn(n, j, generator=g), 1.5 * torch.randn(n, j, generator=g)
+        else:
+            mu_p, logvar_p = torch.zeros(n, j), torch.zeros(n, j)
+        want = _gaussian_kl(mu, logvar, mu_p, logvar_p)
+        out = answer.tensor(answer(mu, logvar, mu_p, logvar_p), (n,))
+        if _matches(out, want):
+            continue
+        if _not_finite(out):
+            answer.fail(_NOT_FINITE)
+        if bool((out < -1e-6).any()):
+            answer.fail("some of your KLs are negative; a KL divergence is >= 0. Check the sign of each term.")
+        if _matches(out, _gaussian_kl(mu_p, logvar_p, mu, logvar)):
+            answer.fail("that is KL(p || q), the reverse direction: the first Gaussian (mu, logvar) is q.")
+        if _is_multiple(out, want, 1 / j):
+            answer.fail("off by the number of dimensions: you averaged over the latent dimensions; sum them.")
+        if _is_multiple(out, want, 2) or _is_multiple(out, want, 0.5):
+            answer.fail("off by a factor 2: check the ½ in front.")
+        if _matches(out, _gaussian_kl(mu, 2 * logvar, mu_p, 2 * logvar_p)):
+            answer.fail("logvar is ln σ², the log of the variance, not ln σ.")
+        if _matches(out, _gaussian_kl(mu, logvar, None, logvar_p)):
+            answer.fail("your KL does not depend on mu_p: the prior's mean matters too.")
+        answer.fail("not a slip this check recognises. Test your function where you know the answer: it gives 0 "
+                    "when the two Gaussians are the same, and with mu_p = logvar_p = 0 it equals the KL "
+                    "to N(0, I) of this notebook.")
+    return answer.passed("it matches the closed form, for general priors and for N(0, I).")
 
 
 def effective_beta(value) -> bool:
@@ -406,54 +684,70 @@ def effective_beta(value) -> bool:
         _not_yet(ex, "count all the pixels of a 28 x 28 image, not one row.")
     if _close(v, 1.0):
         _not_yet(ex, "the two losses are not the same: the broken one divides one of the terms.")
-    _not_yet(ex, "write the broken loss as c * (sum over pixels) + KL and multiply by 1/c.")
+    _not_yet(ex, "not a slip this check recognises. Write the broken loss as c * (sum over pixels) + KL and "
+                 "multiply it by 1/c.")
 
 
-def _elbo_inputs():
-    g = torch.Generator().manual_seed(7)
-    logits = torch.randn(4, 1, 28, 28, generator=g)
-    x = torch.rand(4, 1, 28, 28, generator=g)
-    mu, logvar = torch.randn(4, 20, generator=g), torch.randn(4, 20, generator=g) * 0.5
-    return logits, x, mu, logvar
-
-
+@_keeps_random_state
 def bughunt_mean_over_pixels(fn) -> bool:
-    """03.3 (fix): ``fn(logits, x, mu, logvar)`` -> (N,) the negative ELBO per example, in nats."""
+    """03.3 (fix): ``fn(logits, x, mu, logvar)`` -> (N,) the negative ELBO per example, in nats.
+
+    Tested on two fresh batches, with new batch sizes and latent dimensions."""
     __tracebackhide__ = True
-    ex = "03.3"
-    _function(fn, "negative_elbo", ex)
-    args = _elbo_inputs()
-    out = _tensor(_call(fn, "negative_elbo", ex, *args), "negative_elbo", ex, (4,))
-    want = losses.negative_elbo(*args).total.double()
-    if _matches(out, want):
-        return _passed(ex, "reconstruction and KL both summed, per example: it matches losses.negative_elbo.")
-    if _matches(out, bughunts.negative_elbo_mean_over_pixels(*args).double()):
-        _not_yet(ex, "that is still the broken loss: the reconstruction is averaged over pixels.")
-    ratio = _ratio(out, want)
-    if abs(ratio - 1 / 784) < 1e-4:
-        _not_yet(ex, "you averaged over pixels: both terms are now divided by the pixel count. The balance is right, "
-                     "but the number is no longer in nats per example; sum over pixels instead.")
-    if abs(ratio - 1 / 20) < 1e-4 or abs(ratio - 1 / (784 + 20)) < 1e-3:
-        _not_yet(ex, "you averaged the KL over latent dimensions; sum it, as the reconstruction is summed.")
-    _not_yet(ex, "negative ELBO = (BCE summed over pixels) + (KL summed over latent dimensions), per example.")
+    answer = _Answer(fn, "negative_elbo", "03.3", ("logits", "x", "mu", "logvar"))
+    g = _fresh_generator()
+    for n, j in zip(_distinct(g, 3, 10, 2), _distinct(g, 2, 32, 2)):
+        logits, x = 2 * torch.randn(n, 1, 28, 28, generator=g), torch.rand(n, 1, 28, 28, generator=g)
+        mu, logvar = torch.randn(n, j, generator=g), torch.randn(n, j, generator=g)
+        reconstruction, kl = _bernoulli_nll(logits, x), _gaussian_kl(mu, logvar)
+        out = answer.tensor(answer(logits, x, mu, logvar), (n,))
+        if _matches(out, reconstruction + kl):
+            continue
+        if _not_finite(out):
+            answer.fail(_NOT_FINITE + " Computing the BCE from logits avoids log(0).")
+        if _matches(out, reconstruction / 784 + kl):
+            answer.fail("that is still the broken loss: the reconstruction is averaged over pixels.")
+        if _matches(out, (reconstruction + kl) / 784):
+            answer.fail("you averaged over pixels: both terms are now divided by the pixel count. The balance is "
+                        "right, but the number is no longer in nats per example; sum over pixels instead.")
+        if _matches(out, reconstruction + kl / j) or _matches(out, reconstruction / 784 + kl / j):
+            answer.fail("you averaged the KL over latent dimensions; sum it, as the reconstruction is summed.")
+        if _matches(out, reconstruction) or _matches(out, kl):
+            answer.fail("one of the two terms is missing: the negative ELBO is reconstruction + KL.")
+        answer.fail("not a slip this check recognises. Compute the two terms separately, per example, and compare "
+                    "each with a case you know: with all logits 0 the reconstruction is ln 2 per pixel; with "
+                    "mu = logvar = 0 the KL is 0.")
+    return answer.passed("reconstruction and KL both summed, per example, in nats.")
 
 
+@_keeps_random_state
 def bughunt_logvar_as_logstd(fn) -> bool:
-    """03.4 (fix): ``fn(mu, logvar)`` -> (N,) KL( N(mu, exp(logvar)) || N(0, I) ) per example."""
+    """03.4 (fix): ``fn(mu, logvar)`` -> (N,) KL( N(mu, exp(logvar)) || N(0, I) ) per example.
+
+    Tested on two fresh batches, with new batch sizes and latent dimensions."""
     __tracebackhide__ = True
-    ex = "03.4"
-    _function(fn, "gaussian_kl", ex)
-    mu, logvar, _, _ = _kl_inputs()
-    out = _tensor(_call(fn, "gaussian_kl", ex, mu, logvar), "gaussian_kl", ex, (5,))
-    want = losses.gaussian_kl(mu, logvar).double()
-    if _matches(out, want):
-        return _passed(ex, "σ² = exp(logvar): it matches losses.gaussian_kl.")
-    if _matches(out, bughunts.gaussian_kl_logvar_as_logstd(mu, logvar).double()):
-        _not_yet(ex, "that is still the broken KL: it treats the encoder output as ln σ.")
-    zero = _tensor(_call(fn, "gaussian_kl", ex, mu, torch.zeros_like(logvar)), "gaussian_kl", ex, (5,))
-    if _matches(zero, losses.gaussian_kl(mu, torch.zeros_like(logvar)).double()):
-        _not_yet(ex, "right when logvar = 0 (σ = 1), wrong elsewhere: check how σ² and ln σ² follow from logvar.")
-    _not_yet(ex, "the encoder outputs logvar = ln σ², so σ² = exp(logvar) and ln σ² = logvar, no factor 2 anywhere.")
+    answer = _Answer(fn, "gaussian_kl", "03.4", ("mu", "logvar"))
+    g = _fresh_generator()
+    for n, j in zip(_distinct(g, 3, 10, 2), _distinct(g, 2, 32, 2)):
+        mu, logvar = torch.randn(n, j, generator=g), 1.5 * torch.randn(n, j, generator=g)
+        want = _gaussian_kl(mu, logvar)
+        out = answer.tensor(answer(mu, logvar), (n,))
+        if _matches(out, want):
+            continue
+        if _not_finite(out):
+            answer.fail(_NOT_FINITE)
+        if _matches(out, _gaussian_kl(mu, 2 * logvar)):
+            answer.fail("that is still the broken KL: it treats the encoder output as ln σ.")
+        if _is_multiple(out, want, 1 / j):
+            answer.fail("you averaged over the latent dimensions; the KL of a diagonal Gaussian sums them.")
+        if _is_multiple(out, want, 2) or _is_multiple(out, want, 0.5):
+            answer.fail("off by a factor 2: check the ½ in front.")
+        at_one = answer.tensor(answer(mu, torch.zeros_like(logvar)), (n,))
+        if _matches(at_one, _gaussian_kl(mu, torch.zeros_like(logvar))):
+            answer.fail("right when logvar = 0 (σ = 1), wrong elsewhere: check how σ² and ln σ² follow from logvar.")
+        answer.fail("not a slip this check recognises. The encoder outputs logvar = ln σ²: write σ² and ln σ² in "
+                    "terms of logvar, and test your function with mu = 0, logvar = 0, where the KL is 0.")
+    return answer.passed("σ² = exp(logvar): it matches the closed form.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -477,68 +771,92 @@ def estimator_variances(reparameterization, score_function) -> bool:
             _not_yet(ex, "reparameterization: that is E[g²]; subtract the squared mean (E[g])² to get the variance.")
         if _close(r, 2 * math.sqrt(var)):
             _not_yet(ex, "reparameterization: that is the standard deviation of the estimate, not its variance.")
-        _not_yet(ex, "reparameterization: the estimate is g = 2z = 2(μ + σε). What is Var(2σε)?")
+        _not_yet(ex, "reparameterization: write the one-sample estimate g as a function of ε, then use "
+                     "Var(g) = E[g²] - (E[g])².")
     if not _close(s, want_s):
         if _close(s, second_moment):
-            _not_yet(ex, "score function: that is E[g²]; subtract (E[g])² = (2μ)².")
-        _not_yet(ex, "score function: g = z² (z - μ)/σ². Expand with z = μ + σε and use E[ε²] = 1, E[ε⁴] = 3, "
-                     "E[ε⁶] = 15 (odd moments are 0).")
+            _not_yet(ex, "score function: that is E[g²]; subtract the squared mean (E[g])².")
+        _not_yet(ex, "score function: g = f(z) times the derivative of log q(z) in μ. Write it in terms of ε "
+                     "(z = μ + σε) and use the moments of ε given in the statement (odd moments are 0).")
     return _passed(ex, f"the score-function estimate is {want_s / want_r:.1f}x noisier here, for the same mean.")
 
 
+@_keeps_random_state
 def bughunt_variance_sampling(fn) -> bool:
-    """04.2 (fix): ``fn(mu, logvar, eps)`` -> (N, D) a sample of N(mu, exp(logvar)) from the noise eps."""
+    """04.2 (fix): ``fn(mu, logvar, eps)`` -> (N, D) a sample of N(mu, exp(logvar)) from the noise eps.
+
+    Tested on two fresh batches of new shapes, and called twice with the same noise."""
     __tracebackhide__ = True
-    ex = "04.2"
-    _function(fn, "reparameterize", ex)
-    g = torch.Generator().manual_seed(11)
-    mu, logvar = torch.randn(4000, 3, generator=g), torch.randn(4000, 3, generator=g) - 1
-    eps = torch.randn(4000, 3, generator=g)
-    out = _tensor(_call(fn, "reparameterize", ex, mu, logvar, eps), "reparameterize", ex, (4000, 3))
-    want = (mu + torch.exp(0.5 * logvar) * eps).double()
-    if _matches(out, want, rtol=1e-5, atol=1e-5):
-        return _passed(ex, "z = μ + σ ε with σ = exp(logvar / 2).")
-    if _matches(out, bughunts.reparameterize_with_variance(mu, logvar, eps).double()):
-        _not_yet(ex, "that is still the broken sampler: it scales the noise by the variance.")
-    if _matches(out, mu.double()):
-        _not_yet(ex, "your z ignores the noise: a sample needs ε.")
-    again = _tensor(_call(fn, "reparameterize", ex, mu, logvar, eps), "reparameterize", ex, (4000, 3))
-    if not torch.equal(again, out):
-        _not_yet(ex, "two calls with the same eps gave different z: use the eps you are given, draw no new noise.")
-    _not_yet(ex, "the noise ε ~ N(0, 1) must be scaled by the standard deviation σ, and the encoder gives "
-                 "logvar = ln σ².")
+    answer = _Answer(fn, "reparameterize", "04.2", ("mu", "logvar", "eps"))
+    g = _fresh_generator()
+    for n, d in zip(_distinct(g, 20, 60, 2), _distinct(g, 2, 8, 2)):
+        mu, logvar = torch.randn(n, d, generator=g), 1.5 * torch.randn(n, d, generator=g)
+        eps = torch.randn(n, d, generator=g)
+        want = mu.double() + (0.5 * logvar.double()).exp() * eps.double()
+        out = answer.tensor(answer(mu, logvar, eps), (n, d))
+        if _matches(out, want, rtol=1e-5, atol=1e-5):
+            continue
+        if _not_finite(out):
+            answer.fail(_NOT_FINITE + " logvar can be negative.")
+        if _matches(out, mu + logvar.exp() * eps):
+            answer.fail("that is still the broken sampler: it scales the noise by the variance.")
+        if _matches(out, mu):
+            answer.fail("your z ignores the noise: a sample needs ε.")
+        again = answer.tensor(answer(mu, logvar, eps), (n, d))
+        if not torch.equal(again, out):
+            answer.fail("two calls with the same eps gave different z: use the eps you are given, draw no new noise.")
+        answer.fail("not a slip this check recognises. Test your function by hand: with logvar = 0 (σ = 1), z is "
+                    "μ + ε; what should z be when σ² = 4, i.e. logvar = ln 4?")
+    return answer.passed("z = μ + σ ε with σ = exp(logvar / 2).")
 
 
+@_keeps_random_state
 def bughunt_posterior_mean_loss(fn, model, x) -> bool:
-    """04.3 (fix): ``fn(model, x, eps)`` -> (N,) the one-sample negative ELBO, decoding z = mu + sigma * eps."""
+    """04.3 (fix): ``fn(model, x, eps)`` -> (N,) the one-sample negative ELBO, decoding z = mu + sigma * eps.
+
+    ``model``: the notebook's trained VAE; ``x``: test images (N, 1, 28, 28). The check draws 64 of
+    them at random and two fresh noises, and calls ``fn`` three times (noise 1, noise 1 again,
+    noise 2), each time on a copy of the model."""
     __tracebackhide__ = True
     ex = "04.3"
-    _function(fn, "test_negative_elbo", ex)
-    if not (hasattr(model, "encode") and hasattr(model, "decode")):
+    answer = _Answer(fn, "test_negative_elbo", ex, ("model", "x", "eps"))
+    if not (isinstance(model, nn.Module) and hasattr(model, "encode") and hasattr(model, "decode")):
         _bad(ex, f"`model`: expected the notebook's trained VAE, got {_describe(model)}")
     if not isinstance(x, Tensor) or x.dim() != 4:
         _bad(ex, f"`x`: expected a batch of images (N, 1, 28, 28), got {_describe(x)}")
-    x = x[:64].to(model.device)
+    g = _fresh_generator()
+    x = x[torch.randperm(len(x), generator=g)[:64]].to(model.device)
     with torch.no_grad():
         mu, logvar = model.encode(x)
-        g = torch.Generator().manual_seed(13)
-        eps1 = torch.randn(mu.shape, generator=g).to(mu.device)
-        eps2 = torch.randn(mu.shape, generator=g).to(mu.device)
-        out1 = _tensor(_call(fn, "test_negative_elbo", ex, model, x, eps1), "test_negative_elbo", ex, (len(x),))
-        out2 = _tensor(_call(fn, "test_negative_elbo", ex, model, x, eps2), "test_negative_elbo", ex, (len(x),))
-        z = mu + torch.exp(0.5 * logvar) * eps1
-        want = losses.negative_elbo(model.decode(z), x, mu, logvar).total.double().cpu()
-        at_mean = bughunts.test_loss_at_posterior_mean(model, x).double().cpu()
-    if _matches(out1, want, rtol=1e-4, atol=1e-3):
-        return _passed(ex, "one sample of z per digit, as in training: an unbiased estimate of the negative ELBO.")
-    if torch.equal(out1, out2):
-        if _matches(out1, at_mean, rtol=1e-4, atol=1e-3):
-            _not_yet(ex, "that is still the broken loss: it decodes z = μ and ignores eps.")
-        _not_yet(ex, "your loss does not depend on eps: build z from it.")
-    kl = losses.gaussian_kl(mu, logvar).double().cpu()
-    if _matches(out1 + kl, want, rtol=1e-4, atol=1e-3):
-        _not_yet(ex, "the KL term is missing: the negative ELBO is reconstruction + KL.")
-    _not_yet(ex, "z = μ + exp(logvar / 2) * eps, then losses.negative_elbo(model.decode(z), x, μ, logvar).total.")
+        sigma, kl = torch.exp(0.5 * logvar), _gaussian_kl(mu, logvar).cpu()
+
+        def reconstruction(z):
+            return _bernoulli_nll(model.decode(z), x).cpu()
+
+        noises = [torch.randn(mu.shape, generator=g).to(mu.device) for _ in range(2)]
+        wants = [reconstruction(mu + sigma * eps) + kl for eps in noises]
+        outs = [answer.tensor(answer(model, x, eps), (len(x),)) for eps in (noises[0], noises[0], noises[1])]
+    if all(_matches(out, want, rtol=1e-4, atol=1e-3) for out, want in zip(outs, [wants[0], *wants])):
+        return answer.passed("one sample of z per digit, as in training: an unbiased estimate of the negative ELBO.")
+    if any(_not_finite(out) for out in outs):
+        answer.fail(_NOT_FINITE + " Computing the BCE from logits avoids log(0).")
+    if not torch.equal(outs[0], outs[1]):
+        answer.fail("two calls with the same eps gave different values: use the eps you are given, draw no new noise.")
+    if torch.equal(outs[0], outs[2]):
+        with torch.no_grad():
+            at_mean = reconstruction(mu) + kl
+        if _matches(outs[0], at_mean, rtol=1e-4, atol=1e-3):
+            answer.fail("that is still the broken loss: it decodes z = μ and ignores eps.")
+        answer.fail("your loss does not depend on eps: build z from it.")
+    out, eps = outs[0], noises[0]
+    with torch.no_grad():
+        variance_scaled = reconstruction(mu + sigma ** 2 * eps) + kl
+    if _matches(out, wants[0] - kl, rtol=1e-4, atol=1e-3):
+        answer.fail("the KL term is missing: the negative ELBO is reconstruction + KL.")
+    if _matches(out, variance_scaled, rtol=1e-4, atol=1e-3):
+        answer.fail("your z scales the noise by the variance: that is bug hunt 04.2 again.")
+    answer.fail("not a slip this check recognises. Check the two terms separately: the KL depends only on "
+                "μ and logvar; the reconstruction term decodes one sample z built from eps.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -560,57 +878,86 @@ def label_information(value) -> bool:
         _not_yet(ex, "that is in bits; nats use the natural logarithm.")
     if _close(v, 0.0):
         _not_yet(ex, "the label is not free information: use Bayes' rule, p(x|y) = p(y|x) p(x) / p(y).")
-    _not_yet(ex, "use Bayes' rule: log p(x|y) - log p(x) = log p(y|x) - log p(y). What are p(y|x) and p(y) here?")
+    _not_yet(ex, "not a slip this check recognises. Bayes' rule links p(x|y), p(x), p(y|x) and p(y): take its "
+                 "logarithm, and use what the statement says about the classifier and the classes.")
 
 
+@_keeps_random_state
 def one_hot(fn) -> bool:
-    """05.2: ``fn(y, num_classes)`` -> (N, num_classes) float one-hot rows."""
+    """05.2: ``fn(y, num_classes)`` -> (N, num_classes) float one-hot rows.
+
+    Tested on three fresh batches of random labels: 10 classes, and two other class counts where
+    the last class is unused (so the column count must come from ``num_classes``)."""
     __tracebackhide__ = True
-    ex = "05.2"
-    _function(fn, "one_hot", ex)
-    y = torch.tensor([3, 0, 9, 9, 1])
-    out = _call(fn, "one_hot", ex, y, 10)
-    if isinstance(out, Tensor) and not out.is_floating_point():
-        _not_yet(ex, f"your one-hot has dtype {out.dtype}; it is concatenated with float pixels, so return floats.")
-    if isinstance(out, Tensor) and tuple(out.shape) == (10, 5):
-        _not_yet(ex, "transposed: one row per label, one column per class.")
-    out = _tensor(out, "one_hot", ex, (5, 10))
-    want = torch.nn.functional.one_hot(y, 10).double()
-    if torch.equal(out, want):
-        other = _call(fn, "one_hot", ex, torch.tensor([0, 1]), 3)   # a class (2) that no label uses
-        if (isinstance(other, Tensor) and tuple(other.shape) == (2, 3)
-                and torch.equal(other.double(), torch.nn.functional.one_hot(torch.tensor([0, 1]), 3).double())):
-            return _passed(ex, "one 1 per row, in the label's column.")
-        _not_yet(ex, "right for 10 classes, wrong for num_classes = 3: use the argument, not a constant.")
-    if not bool(((out == 0) | (out == 1)).all()) or not torch.equal(out.sum(1), torch.ones(5, dtype=out.dtype)):
-        _not_yet(ex, "each row should hold exactly one 1 and zeros elsewhere.")
-    _not_yet(ex, "the 1 of row i belongs in column y[i].")
+    answer = _Answer(fn, "one_hot", "05.2", ("y", "num_classes"))
+    g = _fresh_generator()
+    for num_classes in (10, _randint(g, 3, 9), _randint(g, 11, 20)):
+        n = _randint(g, 5, 30)
+        n += n == num_classes                                 # never square, so a transposed answer shows
+        top = num_classes if num_classes == 10 else num_classes - 1   # else the last class never occurs
+        y = torch.randint(0, top, (n,), generator=g)
+        want = (y[:, None] == torch.arange(num_classes)).double()
+        out = answer(y, num_classes)
+        if isinstance(out, Tensor) and not out.is_floating_point():
+            answer.fail(f"your one-hot has dtype {out.dtype}; it is concatenated with float pixels, so return floats.")
+        if isinstance(out, Tensor) and tuple(out.shape) == (num_classes, n) and n != num_classes:
+            answer.fail("transposed: one row per label, one column per class.")
+        if isinstance(out, Tensor) and out.dim() == 2 and len(out) == n and out.shape[1] != num_classes:
+            answer.fail(f"asked for num_classes = {num_classes}, your rows have {out.shape[1]} columns: "
+                        f"take the column count from `num_classes`, not from a constant or from the labels.")
+        out = answer.tensor(out, (n, num_classes))
+        if torch.equal(out, want):
+            continue
+        if not bool(((out == 0) | (out == 1)).all()) or not torch.equal(out.sum(1), torch.ones(n, dtype=out.dtype)):
+            answer.fail("each row should hold exactly one 1 and zeros elsewhere.")
+        answer.fail("each row has one 1, but not always in the right column: row i's 1 belongs in column y[i].")
+    return answer.passed("one 1 per row, in the label's column, for any number of classes.")
 
 
+@_keeps_random_state
 def relabel_decode(fn, cvae, x, y) -> bool:
-    """05.3: ``fn(cvae, x, y_encode, y_decode)`` -> (N, 1, 28, 28) pixels: encode with one label, decode with another."""
+    """05.3: ``fn(cvae, x, y_encode, y_decode)`` -> (N, 1, 28, 28) pixels: encode with one label, decode with another.
+
+    ``cvae``, ``x``, ``y``: the notebook's trained CVAE, test images and their labels. The check draws
+    20 of them at random and calls ``fn`` twice (other label in the encoder, true label in the
+    decoder, then the other way round) and once more to see that the result is the same."""
     __tracebackhide__ = True
     ex = "05.3"
-    _function(fn, "relabel_decode", ex)
-    if not hasattr(cvae, "one_hot"):
+    answer = _Answer(fn, "relabel_decode", ex, ("cvae", "x", "y_encode", "y_decode"))
+    if not (isinstance(cvae, nn.Module) and hasattr(cvae, "one_hot") and hasattr(cvae, "num_classes")):
         _bad(ex, f"`cvae`: expected the notebook's trained CVAE, got {_describe(cvae)}")
     if not isinstance(x, Tensor) or x.dim() != 4 or not isinstance(y, Tensor) or len(y) != len(x):
         _bad(ex, f"`x`, `y`: expected images (N, 1, 28, 28) and their labels (N,), got {_describe(x)} and {_describe(y)}")
-    x, y = x[:20].to(cvae.device), y[:20].to(cvae.device)
-    y_other = (y + 5) % 10
+    g = _fresh_generator()
+    pick = torch.randperm(len(x), generator=g)[:20]
+    x, y = x[pick].to(cvae.device), y[pick].to(cvae.device)
+    other = (y + torch.randint(1, cvae.num_classes, y.shape, generator=g).to(y.device)) % cvae.num_classes
+
+    def pixels(y_encode, y_decode):
+        return cvae.to_pixels(cvae.decode(cvae.encode(x, y_encode)[0], y_decode)).cpu()
+
     with torch.no_grad():
-        out = _call(fn, "relabel_decode", ex, cvae, x, y_other, y)
-        out = _tensor(out, "relabel_decode", ex, tuple(x.shape))
-        again = _tensor(_call(fn, "relabel_decode", ex, cvae, x, y_other, y), "relabel_decode", ex, tuple(x.shape))
-        mu, _ = cvae.encode(x, y_other)
-        want = cvae.to_pixels(cvae.decode(mu, y)).double().cpu()
-        swapped = cvae.to_pixels(cvae.decode(cvae.encode(x, y)[0], y_other)).double().cpu()
-    if _matches(out, want, rtol=1e-4, atol=1e-4):
-        return _passed(ex, "encoded with one label, decoded with another.")
-    if float(out.min()) < 0 or float(out.max()) > 1:
-        _not_yet(ex, "your output has values outside [0, 1]: the decoder returns logits; convert with cvae.to_pixels.")
-    if not torch.equal(out, again):
-        _not_yet(ex, "two calls gave different pictures: decode the posterior mean μ, not a sample.")
-    if _matches(out, swapped, rtol=1e-4, atol=1e-4):
-        _not_yet(ex, "the labels are swapped: encode with y_encode, decode with y_decode.")
-    _not_yet(ex, "μ, logvar = cvae.encode(x, y_encode); then cvae.decode(μ, y_decode), as pixels.")
+        wants = [pixels(other, y), pixels(y, other)]
+        outs = [answer.tensor(answer(cvae, x, y_encode, y_decode), tuple(x.shape))
+                for y_encode, y_decode in ((other, y), (y, other), (other, y))]   # the third repeats the first
+    if all(_matches(out, want, rtol=1e-4, atol=1e-4) for out, want in zip(outs, [*wants, wants[0]])):
+        return answer.passed("encoded with one label, decoded with another.")
+    if any(_not_finite(out) for out in outs):
+        answer.fail(_NOT_FINITE)
+    if any(float(out.min()) < 0 or float(out.max()) > 1 for out in outs):
+        answer.fail("your output has values outside [0, 1]: the decoder returns logits; convert with cvae.to_pixels.")
+    if not torch.equal(outs[0], outs[2]):
+        answer.fail("two calls with the same inputs gave different pictures: decode the posterior mean μ, not a sample.")
+    for out, (y_encode, y_decode) in zip(outs, ((other, y), (y, other))):
+        with torch.no_grad():
+            swapped, only_decode = pixels(y_decode, y_encode), pixels(y_decode, y_decode)
+            only_encode = pixels(y_encode, y_encode)
+        if _matches(out, swapped, rtol=1e-4, atol=1e-4):
+            answer.fail("the labels are swapped: encode with y_encode, decode with y_decode.")
+        if _matches(out, only_decode, rtol=1e-4, atol=1e-4):
+            answer.fail("your encoder saw y_decode: the code z must come from encoding x with y_encode.")
+        if _matches(out, only_encode, rtol=1e-4, atol=1e-4):
+            answer.fail("your decoder saw y_encode: decode the code with y_decode.")
+    answer.fail("not a slip this check recognises. Go through the statement's steps one at a time: which "
+                "labels the encoder gets, which part of its output you keep, which labels the decoder gets, "
+                "and what turns the decoder's output into pixels.")
