@@ -370,7 +370,7 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
         for total in np.linspace(x0 + y0, x1 + y1, 8)[1:-1]:  # lines R + D = total across the view
             ax.plot([x0, x1], [total - x0, total - x1], color="0.8", linestyle=":", lw=1, zorder=0)
-        ax.plot([], [], color="0.8", linestyle=":", label="equal negative ELBO (R + D)")
+        ax.plot([], [], color="0.8", linestyle=":", label="equal negative ELBO (rate + distortion)")
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)), nats")
