@@ -3,10 +3,12 @@ checkpoints (atomic, safe to load, config-checked), beta and denoising."""
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -564,3 +566,136 @@ def test_a_save_killed_halfway_leaves_the_previous_checkpoint_loadable(tmp_path)
     assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, beside it
     loaded = train.load_checkpoint(path)  # the previous checkpoint, whole
     assert _same_weights(loaded, _model(seed=0))
+
+
+# ---------------------------------------------------------------- a refused call changes nothing (issue 11, class 1)
+
+def _tampered(tmp_path, change):
+    """A real fit checkpoint (2 epochs), changed by ``change(state)``, saved as a new file."""
+    x, _ = _dataset()
+    good = tmp_path / "good.pt"
+    if not good.exists():
+        _fit(_model(), x, epochs=2, checkpoint=good)
+    state = torch.load(good, weights_only=True)
+    change(state)
+    path = tmp_path / "tampered.pt"
+    torch.save(state, path)
+    return path
+
+
+def _set(keys, value):
+    def change(state):
+        target = state
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    return change
+
+
+REFUSED_RESUMES = {
+    "class": (_set(["model_class"], "CVAE"), "model_class"),
+    "unknown class": (_set(["model_class"], "Transformer"), "model_class"),
+    "config value": (_set(["config", "hidden_dims"], [17]), "config field 'hidden_dims'"),
+    "config field missing": (lambda s: s["config"].pop("activation"), "config field 'activation'"),
+    "config field extra": (_set(["config", "decoder_variance"], "learned"), "config field 'decoder_variance'"),
+    "tensor shape": (lambda s: s["state_dict"].update({"decoder.0.weight": torch.zeros(3, 3)}), "state_dict"),
+    "tensor dtype": (lambda s: s["state_dict"].update({k: v.double() for k, v in s["state_dict"].items()}), "state_dict"),
+    "tensor missing": (lambda s: s["state_dict"].pop(next(iter(s["state_dict"]))), "state_dict"),
+    "epoch counter": (_set(["training", "epoch"], -1), "training.epoch"),
+    "step counter": (_set(["training", "global_step"], "many"), "training.global_step"),
+    "rng state": (_set(["training", "torch_rng"], torch.zeros(3, dtype=torch.uint8)), "training.torch_rng"),
+    "data order rng": (_set(["training", "data_order_rng"], torch.zeros(5)), "training.data_order_rng"),
+    "optimizer moments": (lambda s: s["optimizer"]["state"][0].update({"exp_avg": torch.zeros(2)}), "optimizer.state"),
+    "optimizer params": (lambda s: s["optimizer"]["param_groups"][0].update({"params": [0]}), "optimizer"),
+    "history length": (lambda s: s["history"]["train"]["total"].append(1.0), "history.train.total"),
+    "history parts": (lambda s: s["history"].update({"test": {}}), "history.test"),
+    "epochs already done": (lambda s: None, "epochs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_RESUMES))
+def test_a_refused_resume_changes_nothing(tmp_path, case):
+    change, field = REFUSED_RESUMES[case]
+    path = _tampered(tmp_path, change)
+    x, _ = _dataset()
+    model = _model(seed=5)
+    before = copy.deepcopy(model.state_dict())
+    torch.manual_seed(1234)
+    rng = torch.get_rng_state()
+    with pytest.raises(ValueError) as info:
+        _fit(model, x, epochs=2 if case == "epochs already done" else 3, resume_from=path)
+    assert field in str(info.value), str(info.value)
+    assert all(torch.equal(model.state_dict()[k], before[k]) for k in before), "the weights changed"
+    assert torch.equal(torch.get_rng_state(), rng), "the global RNG changed"
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"hidden_dims": [10**9]}, "hidden_dims"),
+    ({"latent_dim": 10**8}, "latent_dim"),
+    ({"image_shape": [1, 4, 4], "hidden_dims": list(range(1, 40))}, "hidden_dims"),
+    ({"bogus": 1}, "bogus"),
+    ({"latent_dim": "two"}, "config"),
+])
+def test_load_checkpoint_refuses_a_config_before_building_a_model(tmp_path, config, field, monkeypatch):
+    path = _tampered(tmp_path, lambda s: s["config"].update(config))
+    built, original = [], models.VAE.__init__
+
+    @functools.wraps(original)
+    def spy(self, *args, **kwargs):
+        built.append(torch.empty(0).device.type)  # "meta" inside the loader's shape check
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(models.VAE, "__init__", spy)
+    with pytest.raises(ValueError, match=field):
+        train.load_checkpoint(path)
+    assert "cpu" not in built, "a model with real weights was built from a refused configuration"
+
+
+@pytest.mark.parametrize("case", ["tensor shape", "tensor dtype", "tensor missing", "config value"])
+def test_load_checkpoint_checks_every_tensor_and_field(tmp_path, case):
+    change, field = REFUSED_RESUMES[case]
+    path = _tampered(tmp_path, change)
+    with pytest.raises(ValueError, match=field.split()[0]):
+        train.load_checkpoint(path, _model())
+    if case != "config value":
+        with pytest.raises(ValueError, match="state_dict"):
+            train.load_checkpoint(path)
+
+
+def test_an_unwritable_checkpoint_path_is_refused_before_the_first_epoch(tmp_path):
+    x, _ = _dataset()
+    (tmp_path / "a_file").write_text("x")
+    for bad in (tmp_path / "a_file" / "m.pt", tmp_path):
+        model = _model()
+        before = copy.deepcopy(model.state_dict())
+        with pytest.raises(ValueError, match="^checkpoint: expected"):
+            _fit(model, x, epochs=1, checkpoint=bad)
+        assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
+    # a folder that does not exist yet is fine: it is created on the first save
+    _fit(_model(), x, epochs=1, checkpoint=tmp_path / "new" / "m.pt")
+    assert (tmp_path / "new" / "m.pt").is_file()
+
+
+@pytest.mark.parametrize("device", ["meta", "cuda:99", "xla", "mps:0" if not torch.backends.mps.is_available() else "meta"])
+def test_a_device_that_cannot_hold_the_weights_is_refused_before_anything_moves(device):
+    x, _ = _dataset()
+    model = _model()
+    with pytest.raises(ValueError, match="^device: expected"):
+        _fit(model, x, epochs=1, device=device)
+    assert model.device == torch.device("cpu")
+
+
+@pytest.mark.parametrize("seed", [np.int64(3), torch.tensor(3)])
+def test_numpy_and_tensor_seeds_are_accepted(seed):
+    x, _ = _dataset()
+    a, b = _model(), _model()
+    _fit(a, x, epochs=1, seed=seed)
+    _fit(b, x, epochs=1, seed=3)
+    assert _same_weights(a, b)
+
+
+@pytest.mark.parametrize("seed", [-1, 2.5, "0", True, torch.tensor(1.0), 2**64])
+def test_bad_seeds_are_refused_by_name(seed):
+    x, _ = _dataset()
+    with pytest.raises(ValueError, match="^seed: expected"):
+        _fit(_model(), x, epochs=1, seed=seed)

@@ -205,8 +205,13 @@ def fit(
     if corrupt is not None and not isinstance(model, Autoencoder):
         raise ValueError(f"corrupt: only an Autoencoder can be trained to denoise, got a {type(model).__name__}")
     device = validate.device(device, "device") if device is not None else settings().device
-    checkpoint = validate.path(checkpoint, "checkpoint") if checkpoint is not None else None
-    resume_from = validate.path(resume_from, "resume_from") if resume_from is not None else None
+    seed = validate.seed(seed, "seed")
+    if checkpoint is not None:
+        checkpoint = _check_writable(validate.path(checkpoint, "checkpoint"), "checkpoint")
+    # A refused resume changes nothing: the whole checkpoint is read once and checked (kind,
+    # configuration, shapes, counters, optimizer state, requested epochs) before the model, the
+    # optimizer or any random number generator is touched.
+    resume = _read_resume(validate.path(resume_from, "resume_from"), model, epochs) if resume_from is not None else None
 
     generator = seed_everything(seed)
     model.to(device)
@@ -219,11 +224,8 @@ def fit(
     n = x_all.shape[0]
     global_step = 0  # optimizer steps taken, over all epochs (what a beta schedule is called with)
     first_epoch = 0
-    if resume_from is not None:
-        first_epoch, global_step = _resume(resume_from, model, optimizer, generator, history, lr)
-        if first_epoch >= epochs:
-            raise ValueError(f"epochs: {resume_from} has already trained {first_epoch} epochs; "
-                             f"ask for more than that (epochs counts all of them), got {epochs}")
+    if resume is not None:
+        first_epoch, global_step = _resume(resume, model, optimizer, generator, history, lr)
 
     bar = epoch_progress(range(first_epoch, epochs), initial=first_epoch, total=epochs,
                          desc=f"training {type(model).__name__}", disable=not progress)
@@ -332,17 +334,93 @@ def _training_state(epochs_done: int, global_step: int, generator: torch.Generat
     return state
 
 
-def _resume(path, model, optimizer, generator, history: History, lr: float) -> tuple[int, int]:
-    """Restore a ``fit`` checkpoint into the objects ``fit`` built; returns (epochs done, global step)."""
-    load_checkpoint(path, model)  # checks the class and every config field, loads the weights
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def _check_writable(path: Path, name: str) -> Path:
+    """Refuse, before any training, a checkpoint path that cannot be written: a folder, or a path
+    whose nearest existing parent is a file or a folder this process may not write to."""
+    if path.is_dir():
+        raise ValueError(f"{name}: expected a file path, got the folder {str(path)!r}")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}: expected a path that can be written, got {str(path)!r} "
+                         f"({str(parent)!r} is {'not a folder' if not parent.is_dir() else 'not writable'})")
+    return path
+
+
+def _read_resume(path: Path, model: nn.Module, epochs: int) -> dict:
+    """Read a ``fit`` checkpoint once and check everything ``fit(resume_from=...)`` will use, without
+    changing ``model`` or any random number generator. Returns the checked state."""
+    state = _read_checkpoint(path)
+    _check_against_model(state, model)
     training = state.get("training")
     if not training or state.get("optimizer") is None or state.get("history") is None:
         raise ValueError(f"resume_from: {path} holds weights only (saved by save_checkpoint without the "
                          "training state); load it with load_checkpoint and train afresh instead")
+    if not isinstance(training, dict):
+        raise ValueError(f"training: expected a dict of counters and RNG states, got {type(training).__name__}")
+    done, steps = training.get("epoch"), training.get("global_step")
+    for field_name, value in (("training.epoch", done), ("training.global_step", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field_name}: expected a positive int, got {value!r}")
+    if done >= epochs:
+        raise ValueError(f"epochs: {path} has already trained {done} epochs; "
+                         f"ask for more than that (epochs counts all of them), got {epochs}")
+    for key, reference in (("torch_rng", torch.get_rng_state()), ("data_order_rng", torch.Generator().get_state())):
+        value = training.get(key)
+        if not isinstance(value, Tensor) or value.dtype != torch.uint8 or value.shape != reference.shape:
+            got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(f"training.{key}: expected a uint8 RNG state of shape {tuple(reference.shape)}, got {got}")
+    _check_optimizer_state(state["optimizer"], model)
+    _check_history(state["history"], done)
+    return state
+
+
+def _check_optimizer_state(saved, model: nn.Module) -> None:
+    """An Adam state dict whose moments have the shapes of ``model``'s parameters, in order."""
+    params = list(model.parameters())
+    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list) or not saved["param_groups"] \
+            or not isinstance(saved.get("state"), dict):
+        raise ValueError("optimizer: expected an Adam state dict (state, param_groups)")
+    ids = [i for group in saved["param_groups"] for i in (group.get("params") if isinstance(group, dict) else None) or []]
+    if ids != list(range(len(params))):
+        raise ValueError(f"optimizer: expected state for the model's {len(params)} parameters, got {len(ids)}")
+    for index, moments in saved["state"].items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(moments, dict):
+            raise ValueError(f"optimizer.state[{index!r}]: expected moments of parameter 0..{len(params) - 1}")
+        for key in ("exp_avg", "exp_avg_sq"):
+            moment = moments.get(key)
+            if not isinstance(moment, Tensor) or moment.shape != params[index].shape or not moment.is_floating_point():
+                got = tuple(moment.shape) if isinstance(moment, Tensor) else type(moment).__name__
+                raise ValueError(f"optimizer.state[{index}].{key}: expected a float tensor of shape "
+                                 f"{tuple(params[index].shape)}, got {got}")
+
+
+def _check_history(saved, epochs_done: int) -> None:
+    if not isinstance(saved, dict):
+        raise ValueError(f"history: expected a dict, got {type(saved).__name__}")
+    for split in ("train", "test"):
+        parts = saved.get(split)
+        if not isinstance(parts, dict) or set(parts) != {"total", "reconstruction", "kl"}:
+            raise ValueError(f"history.{split}: expected the loss parts total, reconstruction, kl")
+        for key, values in parts.items():
+            allowed = (epochs_done,) if split == "train" else (0, epochs_done)
+            if not isinstance(values, list) or len(values) not in allowed:
+                raise ValueError(f"history.{split}.{key}: expected a list of {epochs_done} values (one per epoch done), "
+                                 f"got {len(values) if isinstance(values, list) else type(values).__name__}")
+    for key in ("seconds", "samples_per_second"):
+        if not isinstance(saved.get(key), list) or len(saved[key]) != epochs_done:
+            raise ValueError(f"history.{key}: expected a list of {epochs_done} values (one per epoch done)")
+
+
+def _resume(state: dict, model, optimizer, generator, history: History, lr: float) -> tuple[int, int]:
+    """Restore a checkpoint checked by ``_read_resume`` into the objects ``fit`` built; returns
+    (epochs done, global step)."""
+    model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
     for group in optimizer.param_groups:
         group["lr"] = lr  # this call's learning rate
+    training = state["training"]
     torch.set_rng_state(training["torch_rng"])
     generator.set_state(training["data_order_rng"])
     if "cuda_rng" in training and model.device.type == "cuda":
@@ -387,37 +465,104 @@ def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.O
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location="cpu") -> nn.Module:
-    """Load a checkpoint written by ``save_checkpoint``; returns the model (built from the saved
-    config when ``model`` is None).
+# Sizes a course model never exceeds: a checkpoint asking for more is refused before anything is
+# allocated (a hostile file cannot make the loader build a model of billions of parameters).
+MAX_DIM = 1 << 16          # hidden units, channels, image side, latent dimensions, classes
+MAX_LAYERS = 16
 
-    Loaded with ``torch.load(weights_only=True)``: a file whose pickle would run code is refused.
 
-    Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a checkpoint of this course, or ``model``'s class or config
-            differs from the saved one (the message names the field).
-    """
-    path = validate.path(path, "path")
-    if model is not None:
-        _check_model(model)
+def _read_checkpoint(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` of ``path`` (a pickle that would run code is refused) and
+    the checkpoint's outer structure."""
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - a refused or corrupt pickle: say which file
         raise ValueError(f"path: {path} is not a loadable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(state, dict) or not {"model_class", "config", "state_dict"} <= set(state):
         raise ValueError(f"path: {path} is not a vae_course checkpoint (missing model_class/config/state_dict)")
     if state["model_class"] not in MODELS:
         raise ValueError(f"model_class: expected one of {tuple(MODELS)}, got {state['model_class']!r}")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"config: expected a dict of constructor arguments, got {type(state['config']).__name__}")
+    if not isinstance(state["state_dict"], dict):
+        raise ValueError(f"state_dict: expected a dict of tensors, got {type(state['state_dict']).__name__}")
+    return state
+
+
+def _check_size(key: str, value) -> None:
+    """Every int (or list of ints) in a config field within [1, MAX_DIM], lists at most MAX_LAYERS long."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, (list, tuple)) and len(value) > MAX_LAYERS:
+        raise ValueError(f"config field {key!r}: expected at most {MAX_LAYERS} entries, got {len(value)}")
+    for v in values:
+        if isinstance(v, int) and not isinstance(v, bool) and not 1 <= v <= MAX_DIM:
+            raise ValueError(f"config field {key!r}: expected sizes in [1, {MAX_DIM}], got {value!r}")
+
+
+def _shape_model(state: dict) -> nn.Module:
+    """The saved configuration, checked field by field, built on the meta device (shapes only, no
+    memory): the reference for the saved tensors."""
+    cls = MODELS[state["model_class"]]
+    accepted = [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    for key, value in state["config"].items():
+        if key not in accepted:
+            raise ValueError(f"config field {key!r}: not an argument of {cls.__name__} (expected some of {accepted})")
+        _check_size(key, value)
+    try:
+        with torch.device("meta"):
+            return cls(**state["config"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config: {cls.__name__} cannot be built from the saved configuration ({err})") from err
+
+
+def _check_tensors(saved: dict, reference: nn.Module) -> None:
+    """Every saved tensor present, of the reference's shape and dtype; nothing else."""
+    expected = reference.state_dict()
+    missing, unexpected = sorted(set(expected) - set(saved)), sorted(set(saved) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"state_dict: expected the tensors of the saved model; missing {missing}, unexpected {unexpected}")
+    for key, want in expected.items():
+        got = saved[key]
+        if not isinstance(got, Tensor) or got.shape != want.shape or got.dtype != want.dtype:
+            desc = f"{got.dtype} {tuple(got.shape)}" if isinstance(got, Tensor) else type(got).__name__
+            raise ValueError(f"state_dict[{key!r}]: expected {want.dtype} {tuple(want.shape)}, got {desc}")
+
+
+def _check_against_model(state: dict, model: nn.Module) -> None:
+    """The checkpoint fits ``model``: same class, every config field equal (both ways), tensors."""
+    if type(model).__name__ != state["model_class"]:
+        raise ValueError(f"model_class: checkpoint holds a {state['model_class']}, model is a {type(model).__name__}")
+    saved, mine = state["config"], model.config
+    for key in sorted(set(saved) | set(mine)):
+        if saved.get(key) != mine.get(key):
+            raise ValueError(f"config field {key!r}: checkpoint has {saved.get(key)!r}, model has {mine.get(key)!r}")
+    _check_tensors(state["state_dict"], model)
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, map_location="cpu") -> nn.Module:
+    """Load a checkpoint written by ``save_checkpoint``; returns the model (built from the saved
+    config when ``model`` is None).
+
+    Loaded with ``torch.load(weights_only=True)`` onto the CPU (``map_location`` is kept for
+    compatibility; the tensors are copied into the model on its device): a file whose pickle would
+    run code is refused. Everything is checked before a model is built or changed: the class, every configuration field
+    (against ``model``'s, both ways; sizes within sane bounds), every tensor's name, shape and dtype.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a checkpoint of this course, or a field or tensor is wrong or
+            differs from ``model``'s (the message names it).
+    """
+    path = validate.path(path, "path")
+    if model is not None:
+        _check_model(model)
+    state = _read_checkpoint(path)
     if model is None:
+        _check_tensors(state["state_dict"], _shape_model(state))
         model = MODELS[state["model_class"]](**state["config"])
     else:
-        if type(model).__name__ != state["model_class"]:
-            raise ValueError(f"model_class: checkpoint holds a {state['model_class']}, model is a {type(model).__name__}")
-        for key, saved in state["config"].items():
-            if model.config.get(key) != saved:
-                raise ValueError(f"config field {key!r}: checkpoint has {saved!r}, model has {model.config.get(key)!r}")
+        _check_against_model(state, model)
     model.load_state_dict(state["state_dict"])
     return model

@@ -70,6 +70,17 @@ def positive_int(value, name: str) -> int:
     return value
 
 
+def seed(value, name: str = "seed") -> int:
+    """A random seed: an int in [0, 2**63) (a numpy integer or a 0-d integer tensor is accepted)."""
+    import numbers
+
+    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < 2**63:
+        raise ValueError(f"{name}: expected an int in [0, 2**63), got {type(value).__name__} {value!r}")
+    return int(value)
+
+
 def positive_float(value, name: str, allow_zero: bool = False) -> float:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
     if not ok or value < 0 or (value == 0 and not allow_zero) or value == float("inf"):
@@ -90,7 +101,10 @@ def device(value, name: str = "device") -> torch.device:
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (parsed.index or 0) >= count:
             raise ValueError(f"{name}: expected a device torch can use here (CUDA devices: {count}), got {value!r}")
-    elif parsed.type != "cpu" and parsed.type != "mps":
+    elif parsed.type == "mps":
+        if parsed.index not in (None, 0) or not torch.backends.mps.is_available():
+            raise ValueError(f"{name}: expected a device torch can use here ('mps' needs Apple silicon), got {value!r}")
+    elif parsed.type != "cpu":
         raise ValueError(f"{name}: expected 'cpu', 'cuda' or 'cuda:N', got {value!r}")
     return parsed
 
