@@ -614,7 +614,7 @@ def kl_by_hand(value) -> bool:
     ex = "03.1"
     v, answer = _number(value, "value", ex), _kl1(1.0, 0.25, 0.0, 1.0)
     if _close(v, answer):
-        return _passed(ex, "closed form ½(σ² - ln σ² - 1 + μ²) with k = 1.")
+        return _passed(ex, "closed form ½(σ² - ln σ² - 1 + μ²) in one dimension (J = 1).")
     if v < 0:
         _not_yet(ex, "a KL divergence is never negative (Jensen). Check the signs of the log term.")
     if _close(v, _kl1(0.0, 1.0, 1.0, 0.25)):
@@ -629,7 +629,7 @@ def kl_by_hand(value) -> bool:
         _not_yet(ex, "the mean's contribution is missing: q is centred at 1, the prior at 0.")
     if _close(v, answer + 0.5):
         _not_yet(ex, "a constant is missing: the formula must give 0 when q equals the prior.")
-    _not_yet(ex, "not a slip this check recognises. Use the boxed formula with k = 1; which numbers there are "
+    _not_yet(ex, "not a slip this check recognises. Use the boxed formula in one dimension (J = 1); which numbers there are "
                  "a mean, which a variance? A check of your formula: it gives 0 when q equals the prior.")
 
 
@@ -783,7 +783,7 @@ def estimator_variances(reparameterization, score_function) -> bool:
 
 @_keeps_random_state
 def bughunt_variance_sampling(fn) -> bool:
-    """04.2 (fix): ``fn(mu, logvar, eps)`` -> (N, D) a sample of N(mu, exp(logvar)) from the noise eps.
+    """04.2 (fix): ``fn(mu, logvar, eps)`` -> (N, J) a sample of N(mu, exp(logvar)) from the noise eps.
 
     Tested on two fresh batches of new shapes, and called twice with the same noise."""
     __tracebackhide__ = True

@@ -47,12 +47,12 @@ def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None,
     sum of one-dimensional KLs, so this is the one formula; ``gaussian_kl`` sums it over j.
 
     Args:
-        mu, logvar: ``(N, D)`` mean and log-variance of q(z|x).
-        mu_p, logvar_p: ``(N, D)`` or ``(D,)`` (broadcast) parameters of the prior; ``None``
+        mu, logvar: ``(N, J)`` mean and log-variance of q(z|x).
+        mu_p, logvar_p: ``(N, J)`` or ``(J,)`` (broadcast) parameters of the prior; ``None``
             means 0 (the standard normal prior).
 
     Returns:
-        ``(N, D)`` KL divergence in nats of each latent dimension (>= 0).
+        ``(N, J)`` KL divergence in nats of each latent dimension (>= 0).
 
     Raises:
         TypeError: an argument is not a floating-point tensor.
@@ -61,7 +61,7 @@ def gaussian_kl_per_dim(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None,
     validate.floating(mu, "mu")
     validate.floating(logvar, "logvar")
     if mu.dim() != 2:
-        raise ValueError(f"mu: expected shape (N, D), got {tuple(mu.shape)}")
+        raise ValueError(f"mu: expected shape (N, J), got {tuple(mu.shape)}")
     validate.same_shape(mu, "mu", logvar, "logvar")
     logvar = clamp_logvar(logvar)
     if mu_p is None and logvar_p is None:
@@ -89,8 +89,8 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_p
     (Kingma & Welling 2014, Appendix B): ``gaussian_kl_per_dim`` summed over the D dimensions.
 
     Args:
-        mu, logvar: ``(N, D)`` mean and log-variance of q(z|x).
-        mu_p, logvar_p: ``(N, D)`` or ``(D,)`` (broadcast) parameters of the prior; ``None``
+        mu, logvar: ``(N, J)`` mean and log-variance of q(z|x).
+        mu_p, logvar_p: ``(N, J)`` or ``(J,)`` (broadcast) parameters of the prior; ``None``
             means 0 (the standard normal prior).
 
     Returns:
@@ -118,7 +118,7 @@ def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     ``sum_j max(lambda, mean_i KL_ij)``. ``free_bits = 0`` gives the plain KL (summed over j).
 
     Args:
-        kl_per_dim: ``(N, D)`` KL of each latent dimension (``gaussian_kl_per_dim``).
+        kl_per_dim: ``(N, J)`` KL of each latent dimension (``gaussian_kl_per_dim``).
         free_bits: lambda, nats per latent dimension (>= 0).
 
     Returns:
@@ -129,11 +129,11 @@ def free_bits_kl(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     """
     validate.floating(kl_per_dim, "kl_per_dim")
     if kl_per_dim.dim() != 2:
-        raise ValueError(f"kl_per_dim: expected shape (N, D), got {tuple(kl_per_dim.shape)}")
+        raise ValueError(f"kl_per_dim: expected shape (N, J), got {tuple(kl_per_dim.shape)}")
     free_bits = validate.positive_float(free_bits, "free_bits", allow_zero=True)
     if free_bits == 0.0:
         return kl_per_dim.sum(dim=1)
-    below = kl_per_dim.mean(dim=0, keepdim=True).detach() < free_bits  # (1, D): which dimensions are free
+    below = kl_per_dim.mean(dim=0, keepdim=True).detach() < free_bits  # (1, J): which dimensions are free
     return torch.where(below, torch.full_like(kl_per_dim, free_bits), kl_per_dim).sum(dim=1)
 
 
@@ -254,7 +254,7 @@ def negative_elbo(
     Args:
         decoder_output: ``(N, ...)`` logits (Bernoulli) or means (Gaussian).
         x: same shape, in [0, 1].
-        mu, logvar: ``(N, D)`` encoder outputs.
+        mu, logvar: ``(N, J)`` encoder outputs.
         beta: weight of the KL term (>= 0).
         likelihood: ``"bernoulli"`` or ``"gaussian"``.
         decoder_logvar: the Gaussian decoder's log-variance (ignored for Bernoulli).
@@ -300,9 +300,9 @@ def gaussian_log_prob(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | floa
     standard normal N(0, I).
 
     Args:
-        z: ``(..., D)`` points.
-        mu, logvar: floats or tensors that broadcast against ``z`` (e.g. ``(N, D)`` against
-            ``(k, N, D)`` samples, or ``(K, D)`` components against ``(N, 1, D)`` points).
+        z: ``(..., J)`` points.
+        mu, logvar: floats or tensors that broadcast against ``z`` (e.g. ``(N, J)`` against
+            ``(S, N, J)`` samples, or ``(C, J)`` components against ``(N, 1, J)`` points).
 
     Returns:
         ``(...)``: the broadcast shape without its last dimension.
@@ -317,7 +317,7 @@ def gaussian_log_prob(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | floa
 
 
 def mixture_log_prob(z: Tensor, means: Tensor, logvars: Tensor, logits: Tensor) -> Tensor:
-    """log p(z) of a mixture of K diagonal Gaussians, in nats:
+    """log p(z) of a mixture of C diagonal Gaussians, in nats:
     ``log sum_k pi_k N(z; m_k, diag exp(v_k))`` with ``pi = softmax(logits)``, computed as a
     ``logsumexp`` over components (no ``exp`` of a log-density, so no underflow far from the means).
 
@@ -325,9 +325,9 @@ def mixture_log_prob(z: Tensor, means: Tensor, logvars: Tensor, logits: Tensor) 
     "VAE with a VampPrior", Sec. 2), whose VampPrior is a mixture with encoder-made components.
 
     Args:
-        z: ``(..., D)`` points.
-        means, logvars: ``(K, D)`` each component's mean and log-variance.
-        logits: ``(K,)`` unnormalised log mixture weights.
+        z: ``(..., J)`` points.
+        means, logvars: ``(C, J)`` each component's mean and log-variance.
+        logits: ``(C,)`` unnormalised log mixture weights.
 
     Returns:
         ``(...)`` log-densities.
@@ -338,14 +338,14 @@ def mixture_log_prob(z: Tensor, means: Tensor, logvars: Tensor, logits: Tensor) 
     for value, name in ((z, "z"), (means, "means"), (logvars, "logvars"), (logits, "logits")):
         validate.floating(value, name)
     if means.dim() != 2:
-        raise ValueError(f"means: expected shape (K, D), got {tuple(means.shape)}")
+        raise ValueError(f"means: expected shape (C, J), got {tuple(means.shape)}")
     validate.same_shape(means, "means", logvars, "logvars")
     if tuple(logits.shape) != (means.shape[0],):
         raise ValueError(f"logits: expected shape ({means.shape[0]},) (one per component), got {tuple(logits.shape)}")
     if z.dim() < 1 or z.shape[-1] != means.shape[1]:
         raise ValueError(f"z: expected shape (..., {means.shape[1]}) to match the means, got {tuple(z.shape)}")
-    log_weights = torch.log_softmax(logits, dim=0)                       # (K,)
-    per_component = gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (..., K)
+    log_weights = torch.log_softmax(logits, dim=0)                       # (C,)
+    per_component = gaussian_log_prob(z.unsqueeze(-2), means, logvars)  # (..., C)
     return torch.logsumexp(per_component + log_weights, dim=-1)
 
 
@@ -358,8 +358,8 @@ def monte_carlo_kl(z: Tensor, mu: Tensor, logvar: Tensor, log_prior: Tensor) -> 
     with the KL inside the expectation).
 
     Args:
-        z: ``(N, D)`` a sample of q(z|x) (reparameterized, so gradients reach mu and logvar).
-        mu, logvar: ``(N, D)`` q(z|x)'s parameters.
+        z: ``(N, J)`` a sample of q(z|x) (reparameterized, so gradients reach mu and logvar).
+        mu, logvar: ``(N, J)`` q(z|x)'s parameters.
         log_prior: ``(N,)`` log p(z) at that sample.
 
     Returns:
