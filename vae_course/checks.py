@@ -500,7 +500,7 @@ def _log_normal(x: float, var: float) -> float:
 
 
 def linear_gaussian_evidence(value) -> bool:
-    """02.1: log p(x) in nats for the 1-D linear-Gaussian model (w = 2, sigma^2 = 1, x = 1)."""
+    """02.1: log p(x) in nats for the 1-D linear-Gaussian model (w = 2, s^2 = 1, x = 1)."""
     __tracebackhide__ = True
     ex = "02.1"
     v, answer = _number(value, "log_px", ex), _log_normal(_X, _W ** 2 + _S2)
