@@ -427,7 +427,7 @@ def _assert_no_solution(message: str, exercise: str):
 def test_right_answers_pass(name, style, cases, capsys):
     case = cases[name]
     for _ in range(2):   # fresh inputs on each run
-        assert case["check"](case["right"][style]) is True
+        assert case["check"](case["right"][style]) is None
     out = capsys.readouterr().out
     assert out.count("✓") == 2, out
 
@@ -460,7 +460,7 @@ def test_remembered_outputs_are_rejected(name, cases):
         remembered.append(out.detach().clone())
         return out
 
-    assert case["check"](record) is True
+    assert case["check"](record) is None
     replay = iter(remembered * 2)
     with pytest.raises((checks.NotYet, checks.BadAnswer)):
         case["check"](lambda *args, **kwargs: next(replay).clone())
@@ -472,9 +472,9 @@ def test_remembered_outputs_are_rejected(name, cases):
                                          ("bughunt_posterior_mean_loss", "in_place_on_eps")])
 def test_right_answers_that_change_an_input_pass_with_a_note(name, style, cases, capsys):
     case = cases[name]
-    assert case["check"](case["right"][style]) is True
+    assert case["check"](case["right"][style]) is None
     assert "in place" in capsys.readouterr().out
-    assert case["check"](case["right"]["solution"]) is True
+    assert case["check"](case["right"]["solution"]) is None
     assert "in place" not in capsys.readouterr().out
 
 
@@ -499,7 +499,7 @@ def test_reassigning_the_package_cannot_fool_the_checks(cases, vae, images, monk
         checks.bughunt_mean_over_pixels(lambda *a: losses.negative_elbo(*a).total)
     with pytest.raises(checks.NotYet):
         checks.bughunt_posterior_mean_loss(lambda model, x, eps: torch.zeros(len(x)), vae, images[0])
-    assert checks.bughunt_variance_sampling(bughunts.reparameterize_with_variance)   # now the right function
+    assert checks.bughunt_variance_sampling(bughunts.reparameterize_with_variance) is None  # now the right function
 
 
 def test_references_agree_with_the_package():
@@ -566,7 +566,7 @@ def test_the_time_limit_keeps_an_alarm_already_set(cases):
     previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
     try:
         signal.setitimer(signal.ITIMER_REAL, 60.0)
-        assert checks.kl_diagonal(kl_diagonal)
+        assert checks.kl_diagonal(kl_diagonal) is None
         remaining, _ = signal.getitimer(signal.ITIMER_REAL)
         assert 0 < remaining <= 60.0, "someone else's pending alarm is re-armed"
         assert not fired
@@ -580,7 +580,7 @@ def test_checks_run_outside_the_main_thread_without_a_time_limit():
     thread = threading.Thread(target=lambda: results.append(checks.kl_diagonal(kl_diagonal)))
     thread.start()
     thread.join()
-    assert results == [True]
+    assert results == [None]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -672,10 +672,10 @@ def _answer_texts(answer):
 
 @pytest.mark.parametrize("check, answer, wrongs", NUMBER_CASES, ids=lambda v: getattr(v, "__name__", ""))
 def test_number_check_passes_right_and_hints_wrong(check, answer, wrongs, capsys):
-    assert check(*answer) is True
+    assert check(*answer) is None
     assert "✓" in capsys.readouterr().out
     # rounded to three significant digits is accepted
-    assert check(*(float(f"{a:.3g}") for a in answer)) is True
+    assert check(*(float(f"{a:.3g}") for a in answer)) is None
     for wrong, words in wrongs:
         assert any(not math.isclose(w, a, rel_tol=0.01, abs_tol=1e-3) for w, a in zip(wrong, answer)), wrong
         with pytest.raises(checks.NotYet) as info:
@@ -702,11 +702,8 @@ def test_number_check_rejects_non_numbers_clearly(check, answer, wrongs):
 
 def test_number_check_accepts_tensors_and_numpy_scalars():
     import numpy as np
-    assert checks.effective_beta(torch.tensor(784.0))
-    assert checks.effective_beta(np.float32(784.0))
-
-
-# --- 01.3, second part: two errors, and optionally the models that made them ----------------------
+    assert checks.effective_beta(torch.tensor(784.0)) is None
+    assert checks.effective_beta(np.float32(784.0)) is None  # --- 01.3, second part: two errors, and optionally the models that made them ----------------------
 
 class _Model(torch.nn.Module):
     """A stand-in autoencoder: ``reconstruct`` applies ``fn`` to the (masked) images."""
@@ -720,7 +717,7 @@ class _Model(torch.nn.Module):
 
 
 def test_masked_denoising_compares_two_errors():
-    assert checks.masked_denoising(0.02, 0.05)
+    assert checks.masked_denoising(0.02, 0.05) is None
     with pytest.raises(checks.NotYet, match="not better"):
         checks.masked_denoising(0.05, 0.02)
     with pytest.raises(checks.BadAnswer, match="mean squared errors"):
@@ -734,7 +731,7 @@ def test_masked_denoising_with_the_models_catches_a_number_from_another_model():
     plain = _Model(lambda m: m)
     masked = x * (torch.rand(x.shape, generator=_gen(3)) >= 0.3)
     d, p = (float((model.reconstruct(masked) - x).pow(2).mean()) for model in (denoiser, plain))
-    assert checks.masked_denoising(d, p, denoiser=denoiser, plain=plain, x=x)
+    assert checks.masked_denoising(d, p, denoiser=denoiser, plain=plain, x=x) is None
     for wrong_d, wrong_p in ((d, float((masked - x).pow(2).mean()) * 0.5),   # half the plain model's error
                              (p / 2, p),                                      # another model's error
                              (float((denoiser.reconstruct(masked) - masked).pow(2).mean()), p)):  # masked target

@@ -4,7 +4,7 @@ Each exercise at the end of notebooks 01-05 has one check here, named after what
 (``checks.kl_by_hand(value)``, ``checks.kl_diagonal(fn)``, ...); the exercise's statement says which
 one to call. A check takes your answer (a number, or a function you wrote) and
 
-* **passes**: prints a line starting with ``✓`` and returns ``True``;
+* **passes**: prints a line starting with ``✓`` (and returns ``None``, so the cell shows nothing more);
 * **fails**: raises :class:`NotYet` (an ``AssertionError``) with a *hint* that says what looks
   wrong (a sign, a missing factor, a shape, "you averaged over pixels") but not the answer; a
   mistake the check does not recognise gets a general hint, never the solution;
@@ -30,7 +30,7 @@ are tested the way a test suite would test them:
 Usage, in a notebook::
 
     from vae_course import checks
-    checks.kl_by_hand(0.5)           # ✓ ... -> True, or NotYet: hint
+    checks.kl_by_hand(0.5)           # prints ✓ ..., or raises NotYet: hint
     checks.kl_diagonal(my_kl)        # my_kl(mu, logvar, mu_p, logvar_p) -> (N,)
 
 The bug hunts' broken functions live in :mod:`vae_course.bughunts`.
@@ -104,9 +104,9 @@ def _gaussian_kl(mu: Tensor, logvar: Tensor, mu_p: Tensor | None = None, logvar_
 # Helpers: report, turn answers into numbers and tensors, call the learner's functions safely.
 # ----------------------------------------------------------------------------------------------
 
-def _passed(exercise: str, message: str) -> bool:
-    print(f"✓ Exercise {exercise}: correct. {message}")
-    return True
+def _passed(exercise: str, message: str) -> None:
+    # Returns None, so a check cell shows the ✓ line and no stray "True" below it.
+    print(f"✓ Exercise {exercise}: correct. {message[:1].upper() + message[1:]}")
 
 
 def _not_yet(exercise: str, hint: str):
@@ -316,8 +316,8 @@ class _Answer:
         __tracebackhide__ = True
         _bad(self.exercise, message)
 
-    def passed(self, message: str) -> bool:
-        return _passed(self.exercise, message + self._note())
+    def passed(self, message: str) -> None:
+        _passed(self.exercise, message + self._note())
 
 
 def _not_finite(out: Tensor) -> bool:
@@ -336,7 +336,7 @@ def _is_multiple(out: Tensor, want: Tensor, factor: float) -> bool:
 # 01 · Autoencoders
 # ----------------------------------------------------------------------------------------------
 
-def bce_of_blank_decoder(value) -> bool:
+def bce_of_blank_decoder(value) -> None:
     """01.1: the BCE (nats) of one 784-pixel digit when every logit is 0, whatever the digit."""
     __tracebackhide__ = True
     ex = "01.1"
@@ -355,7 +355,7 @@ def bce_of_blank_decoder(value) -> bool:
                  "for a pixel of value 0 and of value 1; then add up the whole image.")
 
 
-def compression_ratio(value) -> bool:
+def compression_ratio(value) -> None:
     """01.2: raw bits of an 8-bit 28x28 image over the bits of a float16 code of 32 numbers."""
     __tracebackhide__ = True
     ex = "01.2"
@@ -373,7 +373,7 @@ def compression_ratio(value) -> bool:
 
 
 @_keeps_random_state
-def mask_noise(fn) -> bool:
+def mask_noise(fn) -> None:
     """01.3: ``fn(x, fraction, generator=None)`` sets a random ``fraction`` of each image's pixels to 0.
 
     Tested on fresh random images (no pixel is 0) for three fractions. Each output pixel must be 0 or
@@ -447,7 +447,7 @@ def _mask_looks_right(answer: _Answer, out: Tensor, x: Tensor, fraction: float) 
         answer.fail(wrong_share + ".")
 
 
-def masked_denoising(denoiser_error, plain_error, *, denoiser=None, plain=None, x=None) -> bool:
+def masked_denoising(denoiser_error, plain_error, *, denoiser=None, plain=None, x=None) -> None:
     """01.3 (second part): MSE per pixel on masked test digits, masking denoiser vs plain autoencoder.
 
     ``denoiser_error``, ``plain_error``: your two mean squared errors per pixel, each model fed the same
@@ -499,7 +499,7 @@ def _log_normal(x: float, var: float) -> float:
     return -0.5 * math.log(2 * math.pi * var) - x * x / (2 * var)
 
 
-def linear_gaussian_evidence(value) -> bool:
+def linear_gaussian_evidence(value) -> None:
     """02.1: log p(x) in nats for the 1-D linear-Gaussian model (w = 2, s^2 = 1, x = 1)."""
     __tracebackhide__ = True
     ex = "02.1"
@@ -524,7 +524,7 @@ def linear_gaussian_evidence(value) -> bool:
                  "x is Gaussian: find its mean and variance, then evaluate the log-density at x.")
 
 
-def linear_gaussian_posterior(mean, variance) -> bool:
+def linear_gaussian_posterior(mean, variance) -> None:
     """02.2: the mean and variance of p(z|x) for the same model as 02.1."""
     __tracebackhide__ = True
     ex = "02.2"
@@ -546,7 +546,7 @@ def linear_gaussian_posterior(mean, variance) -> bool:
     _not_yet(ex, "variance: read it off the z² coefficient after completing the square: -z² / (2 variance).")
 
 
-def best_grayscale_log_likelihood(value) -> bool:
+def best_grayscale_log_likelihood(value) -> None:
     """02.3: the largest value of bughunts.bernoulli_log_likelihood for an image of 784 pixels equal to 0.5."""
     __tracebackhide__ = True
     ex = "02.3"
@@ -567,7 +567,7 @@ def best_grayscale_log_likelihood(value) -> bool:
 
 
 @_keeps_random_state
-def bughunt_grayscale_bernoulli(fn) -> bool:
+def bughunt_grayscale_bernoulli(fn) -> None:
     """02.3 (fix): ``fn(logits, x)`` -> (N,) a normalized Bernoulli log-likelihood of x binarized at 0.5.
 
     Tested on two fresh batches of random logits and gray images (no pixel at exactly 0.5)."""
@@ -608,7 +608,7 @@ def _kl1(m1, v1, m2, v2):
     return 0.5 * (math.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
 
 
-def kl_by_hand(value) -> bool:
+def kl_by_hand(value) -> None:
     """03.1: KL( N(1, 0.5^2) || N(0, 1) ) in nats."""
     __tracebackhide__ = True
     ex = "03.1"
@@ -634,7 +634,7 @@ def kl_by_hand(value) -> bool:
 
 
 @_keeps_random_state
-def kl_diagonal(fn) -> bool:
+def kl_diagonal(fn) -> None:
     """03.2: ``fn(mu, logvar, mu_p, logvar_p)`` -> (N,) KL between diagonal Gaussians, summed over dimensions.
 
     Tested on three fresh batches of new shapes: two general priors and N(0, I)."""
@@ -671,7 +671,7 @@ def kl_diagonal(fn) -> bool:
     return answer.passed("it matches the closed form, for general priors and for N(0, I).")
 
 
-def effective_beta(value) -> bool:
+def effective_beta(value) -> None:
     """03.3: the KL weight (beta) that the broken loss (mean over pixels) amounts to, for 28x28 images."""
     __tracebackhide__ = True
     ex = "03.3"
@@ -689,7 +689,7 @@ def effective_beta(value) -> bool:
 
 
 @_keeps_random_state
-def bughunt_mean_over_pixels(fn) -> bool:
+def bughunt_mean_over_pixels(fn) -> None:
     """03.3 (fix): ``fn(logits, x, mu, logvar)`` -> (N,) the negative ELBO per example, in nats.
 
     Tested on two fresh batches, with new batch sizes and latent dimensions."""
@@ -721,7 +721,7 @@ def bughunt_mean_over_pixels(fn) -> bool:
 
 
 @_keeps_random_state
-def bughunt_logvar_as_logstd(fn) -> bool:
+def bughunt_logvar_as_logstd(fn) -> None:
     """03.4 (fix): ``fn(mu, logvar)`` -> (N,) KL( N(mu, exp(logvar)) || N(0, I) ) per example.
 
     Tested on two fresh batches, with new batch sizes and latent dimensions."""
@@ -754,7 +754,7 @@ def bughunt_logvar_as_logstd(fn) -> bool:
 # 04 · The reparameterization trick
 # ----------------------------------------------------------------------------------------------
 
-def estimator_variances(reparameterization, score_function) -> bool:
+def estimator_variances(reparameterization, score_function) -> None:
     """04.1: variances of the one-sample estimators of d/dmu E[z^2] for q = N(0.5, 1)."""
     __tracebackhide__ = True
     ex = "04.1"
@@ -782,7 +782,7 @@ def estimator_variances(reparameterization, score_function) -> bool:
 
 
 @_keeps_random_state
-def bughunt_variance_sampling(fn) -> bool:
+def bughunt_variance_sampling(fn) -> None:
     """04.2 (fix): ``fn(mu, logvar, eps)`` -> (N, J) a sample of N(mu, exp(logvar)) from the noise eps.
 
     Tested on two fresh batches of new shapes, and called twice with the same noise."""
@@ -811,7 +811,7 @@ def bughunt_variance_sampling(fn) -> bool:
 
 
 @_keeps_random_state
-def bughunt_posterior_mean_loss(fn, model, x) -> bool:
+def bughunt_posterior_mean_loss(fn, model, x) -> None:
     """04.3 (fix): ``fn(model, x, eps)`` -> (N,) the one-sample negative ELBO, decoding z = mu + sigma * eps.
 
     ``model``: the notebook's trained VAE; ``x``: test images (N, 1, 28, 28). The check draws 64 of
@@ -863,7 +863,7 @@ def bughunt_posterior_mean_loss(fn, model, x) -> bool:
 # 05 · Conditional VAE
 # ----------------------------------------------------------------------------------------------
 
-def label_information(value) -> bool:
+def label_information(value) -> None:
     """05.1: how many nats lower -log p(x|y) is than -log p(x), for a perfect classifier and 10 balanced classes."""
     __tracebackhide__ = True
     ex = "05.1"
@@ -883,7 +883,7 @@ def label_information(value) -> bool:
 
 
 @_keeps_random_state
-def one_hot(fn) -> bool:
+def one_hot(fn) -> None:
     """05.2: ``fn(y, num_classes)`` -> (N, num_classes) float one-hot rows.
 
     Tested on three fresh batches of random labels: 10 classes, and two other class counts where
@@ -915,7 +915,7 @@ def one_hot(fn) -> bool:
 
 
 @_keeps_random_state
-def relabel_decode(fn, cvae, x, y) -> bool:
+def relabel_decode(fn, cvae, x, y) -> None:
     """05.3: ``fn(cvae, x, y_encode, y_decode)`` -> (N, 1, 28, 28) pixels: encode with one label, decode with another.
 
     ``cvae``, ``x``, ``y``: the notebook's trained CVAE, test images and their labels. The check draws
