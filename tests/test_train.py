@@ -699,3 +699,14 @@ def test_bad_seeds_are_refused_by_name(seed):
     x, _ = _dataset()
     with pytest.raises(ValueError, match="^seed: expected"):
         _fit(_model(), x, epochs=1, seed=seed)
+
+
+def test_images_carrying_an_autograd_graph_train_without_a_second_backward():
+    """Issue 11 class 3: fit trains on the images' values; a graph behind them is never backpropagated."""
+    x, _ = _dataset()
+    w = torch.tensor(0.5, requires_grad=True)
+    with_graph = x * w * 2  # values of x, but a non-leaf tensor with a graph
+    a, b = _model(), _model()
+    _fit(a, with_graph, epochs=3)
+    _fit(b, x, epochs=3)
+    assert _same_weights(a, b) and w.grad is None

@@ -215,7 +215,7 @@ def fit(
 
     generator = seed_everything(seed)
     model.to(device)
-    x_all = images.to(device)
+    x_all = images.detach().to(device)  # training data, never a graph to backpropagate into
     y_all = labels.to(device) if labels is not None else None
     # fused=True: one kernel updates every parameter (instead of a Python loop over them); the same
     # Adam, about 15 % more digits per second for the 784-400-20 VAE on a 2-core CPU.

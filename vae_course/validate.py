@@ -33,7 +33,7 @@ def images(x, name: str, image_shape: tuple[int, ...]) -> Tensor:
         raise ValueError(f"{name}: expected shape (N, {', '.join(map(str, image_shape))}) with N >= 1, "
                          f"got {tuple(x.shape)}")
     finite(x, name)
-    lo, hi = float(x.min()), float(x.max())
+    lo, hi = float(x.detach().min()), float(x.detach().max())
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"{name}: expected pixel values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
     return x
