@@ -197,8 +197,8 @@ def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: 
                              batch_size: int = 100, seed: int = 0) -> dict[int, Estimate]:
     """Importance-weighted estimates of -log p(x) for several k, from the **same** samples.
 
-    For each image, K = max(ks) samples z_1..z_K ~ q(z|x) are drawn once. The IWAE-k estimate
-    (Burda et al. 2016, eq. 8) is computed on each of the K/k disjoint groups of k consecutive
+    For each image, S = max(ks) samples z^(1)..z^(S) ~ q(z|x) are drawn once. The IWAE-k estimate
+    (Burda et al. 2016, eq. 8) is computed on each of the S/k disjoint groups of k consecutive
     samples and averaged over the groups: an unbiased estimate of the k-sample bound, with
     less noise than one group. Because each k divides the next, every group of the larger k is a
     union of groups of the smaller one, and by Jensen's inequality (log of a mean >= mean of
@@ -241,16 +241,16 @@ def importance_weighted_nlls_per_example(model: VAE, images: Tensor, ks=(1, 5, 5
     if (not isinstance(ks, tuple) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks)
             or any(b <= a or b % a for a, b in zip(ks, ks[1:]))):
         raise ValueError(f"ks: expected increasing positive ints, each dividing the next (e.g. (1, 5, 50)), got {ks!r}")
-    big_k = ks[-1]
+    total_samples = ks[-1]  # S: every k is a group size within these
     was_training = model.training
     model.eval()
     values = {k: [] for k in ks}
     rng = _seeded(seed, model.device)
     try:
         for x, y in _batches(model, images, labels, batch_size):
-            log_w = importance_weights(model, x, y, big_k).double()  # (K, n)
+            log_w = importance_weights(model, x, y, total_samples).double()  # (S, n)
             for k in ks:
-                groups = log_w.view(big_k // k, k, -1)  # (K/k, k, n): disjoint groups of k samples
+                groups = log_w.view(total_samples // k, k, -1)  # (S/k, k, n): disjoint groups of k samples
                 values[k].append(-(torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0).cpu())
     finally:
         rng.__exit__(None, None, None)
@@ -281,7 +281,7 @@ def bits_per_dim(nats, dims: int):
 
 
 def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
-    """``(mu, logvar)`` of q(z|x) for all images, each ``(N, D)`` on the CPU."""
+    """``(mu, logvar)`` of q(z|x) for all images, each ``(N, J)`` on the CPU."""
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
     was_training = model.training
@@ -298,7 +298,7 @@ def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_s
 
 
 def kl_per_dimension(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
-    """The KL(q(z|x) || N(0, I)) of each latent dimension, averaged over ``images``: ``(D,)`` nats.
+    """The KL(q(z|x) || N(0, I)) of each latent dimension, averaged over ``images``: ``(J,)`` nats.
 
     Closed form (``losses.gaussian_kl_per_dim``), no sampling; the entries sum to the mean KL
     (the rate). A dimension with KL near 0 has q(z_j|x) = N(0, 1) for every x: it carries no
@@ -312,7 +312,7 @@ class ActiveUnits(NamedTuple):
     """Active latent dimensions (Burda, Grosse & Salakhutdinov 2016, Sec. 5.2)."""
 
     count: int
-    variance: Tensor  # (D,): Cov_x(E_q[z_j]) of each dimension
+    variance: Tensor  # (J,): Cov_x(E_q[z_j]) of each dimension
     threshold: float
 
 
@@ -326,7 +326,7 @@ def active_units(model: VAE, images: Tensor, labels: Tensor | None = None, thres
     use it.
 
     Returns:
-        ``ActiveUnits(count, variance (D,), threshold)``.
+        ``ActiveUnits(count, variance (J,), threshold)``.
     """
     threshold = validate.positive_float(threshold, "threshold")
     mu, _ = _posterior_params(model, images, labels, batch_size)
@@ -344,7 +344,7 @@ class RateDistortion(NamedTuple):
 def rate_distortion(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000,
                     seed: int = 0) -> RateDistortion:
     """Rate R = mean KL(q(z|x) || p(z)) and distortion D = mean -E_q[log p(x|z)] over ``images``,
-    nats per example (Alemi et al. 2018, "Fixing a Broken ELBO", Sec. 2); R + D is the negative
+    nats per example (Alemi et al. 2018, "Fixing a Broken ELBO", Sec. 2); rate + distortion is the negative
     ELBO. The KL is in closed form; the distortion uses one z ~ q(z|x) per image (seeded)."""
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")

@@ -101,7 +101,7 @@ def reconstructions(originals, reconstructed, n: int = 10, title: str = "Reconst
 
 def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[int, int] = (0, 1),
                    ax: plt.Axes | None = None, max_points: int = 5000) -> Figure:
-    """2-D scatter of latent codes ``z (N, D)`` coloured by digit label ``(N,)``."""
+    """2-D scatter of latent codes ``z (N, J)`` coloured by digit label ``(N,)``."""
     z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
     z, labels = z[:max_points], labels[:max_points]
@@ -164,7 +164,7 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
 
 def interpolation(decode: Callable[[torch.Tensor], torch.Tensor], z_start: torch.Tensor, z_end: torch.Tensor,
                   steps: int = 10, title: str = "Linear interpolation in latent space") -> Figure:
-    """Decode ``steps`` points on the straight line from ``z_start`` to ``z_end`` (each ``(D,)``)."""
+    """Decode ``steps`` points on the straight line from ``z_start`` to ``z_end`` (each ``(J,)``)."""
     t = torch.linspace(0, 1, steps).unsqueeze(1)
     z = (1 - t) * z_start.reshape(1, -1).cpu() + t * z_end.reshape(1, -1).cpu()
     return image_grid(decode(z), ncols=steps, title=title, labels=[f"t={v:.2f}" for v in t.squeeze(1).tolist()])
@@ -301,7 +301,7 @@ def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.
     standard deviations (2σ: about 86 % of a 2-D Gaussian's mass), line width growing with its
     mixture weight (relative to the largest), and a ``+`` at its mean; equal axis scales.
 
-    Args: ``means``, ``logvars`` ``(K, 2)`` (or ``(K, D)``: the first two dimensions are drawn);
+    Args: ``means``, ``logvars`` ``(C, 2)`` (or ``(C, J)``: the first two dimensions are drawn);
     ``weights`` ``(K,)`` summing to 1 (default equal). Returns the axes' figure.
     """
     means = np.asarray(torch.as_tensor(means).detach().cpu(), dtype=float)[:, :2]
@@ -346,8 +346,8 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
     (Alemi et al. 2018, "Fixing a Broken ELBO", Fig. 1).
 
     ``curves`` maps a series name to ``{point label: (rate, distortion)}``; each series is drawn as
-    connected markers with every point labelled (e.g. ``{"beta sweep": {"β=1": (R, D), ...}}``), a
-    series of one point as a lone marker. With ``iso_elbo``, dotted lines R + D = const show points
+    connected markers with every point labelled (e.g. ``{"beta sweep": {"β=1": (rate, distortion), ...}}``), a
+    series of one point as a lone marker. With ``iso_elbo``, dotted lines rate + distortion = const show points
     of equal negative ELBO (lower-left is better; the diagonal through a point is its ELBO).
     """
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
@@ -368,7 +368,7 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
     ax.set_ylim(min(all_d) - d_pad, max(all_d) + d_pad)
     if iso_elbo:
         (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-        for total in np.linspace(x0 + y0, x1 + y1, 8)[1:-1]:  # lines R + D = total across the view
+        for total in np.linspace(x0 + y0, x1 + y1, 8)[1:-1]:  # lines rate + distortion = total across the view
             ax.plot([x0, x1], [total - x0, total - x1], color="0.8", linestyle=":", lw=1, zorder=0)
         ax.plot([], [], color="0.8", linestyle=":", label="equal negative ELBO (rate + distortion)")
         ax.set_xlim(x0, x1)
@@ -385,7 +385,7 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
 def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent dimension",
                      threshold: float | None = None) -> Figure:
     """The KL (nats, log scale) of each latent dimension, sorted from largest to smallest, one line
-    per model (``{"β=1": (D,) KLs, ...}``). A dimension near zero is collapsed: q(z_j|x) = p(z_j).
+    per model (``{"β=1": (J,) KLs, ...}``). A dimension near zero is collapsed: q(z_j|x) = p(z_j).
     ``threshold``: a dashed horizontal line (e.g. the free-bits lambda)."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     for i, (name, kl) in enumerate(kls.items()):
