@@ -1,7 +1,7 @@
 """KL divergences between Gaussians, by closed form and by Monte Carlo, and the helpers that
 notebook 03 ("The KL divergence, derived") checks its derivation with.
 
-Everything is in nats. Where the other modules work per example on ``(N, D)`` batches of
+Everything is in nats. Where the other modules work per example on ``(N, J)`` batches of
 diagonal Gaussians, ``kl_mvn`` takes full covariance matrices and computes in float64, so it
 can serve as a reference for ``losses.gaussian_kl`` and for ``torch.distributions``.
 
@@ -31,7 +31,7 @@ __all__ = [
     "softplus_std",
 ]
 
-# Monte Carlo samples are drawn in chunks of at most this many numbers (samples x N x D),
+# Monte Carlo samples are drawn in chunks of at most this many numbers (samples x N x J),
 # so a large n_samples never needs more than ~64 MB of float64 at once.
 _CHUNK_ELEMENTS = 1 << 23
 
@@ -140,15 +140,15 @@ def monte_carlo_kl(
 
     q = N(mu, diag exp(logvar)) and p = N(mu_p, diag exp(logvar_p)) (default: N(0, I)). Draws
     ``n_samples`` z ~ q by reparameterization (z = mu + sigma * eps), evaluates the log-density
-    ratio summed over the D dimensions, and averages: no closed form is used, so this checks
+    ratio summed over the J latent dimensions, and averages: no closed form is used, so this checks
     ``losses.gaussian_kl`` and ``kl_mvn`` from the definition alone. Computed in float64.
 
     Args:
-        mu, logvar: ``(N, D)`` mean and log-variance of q.
+        mu, logvar: ``(N, J)`` mean and log-variance of q (J latent dimensions).
         n_samples: number of z samples per example (>= 2, for the standard error).
         generator: a ``torch.Generator`` on ``mu``'s device, for reproducible samples
             (``None``: torch's global RNG).
-        mu_p, logvar_p: ``(N, D)`` or broadcastable (e.g. ``(D,)``) parameters of p; ``None``
+        mu_p, logvar_p: ``(N, J)`` or broadcastable (e.g. ``(J,)``) parameters of p; ``None``
             means 0 (the standard normal prior).
 
     Returns:
@@ -164,7 +164,7 @@ def monte_carlo_kl(
     _check_finite(mu, "mu")
     _check_finite(logvar, "logvar")
     if mu.dim() != 2:
-        raise ValueError(f"mu: expected shape (N, D), got {tuple(mu.shape)}")
+        raise ValueError(f"mu: expected shape (N, J), got {tuple(mu.shape)}")
     validate.same_shape(mu, "mu", logvar, "logvar")
     if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples: expected an int >= 2 (the standard error needs two samples), got {n_samples!r}")
@@ -215,7 +215,7 @@ def kl_gradients(mu: Tensor, logvar: Tensor) -> KLGradients:
     sigma = 1), the KL's only minimum. Notebook 03 and the tests compare them with autograd.
 
     Args:
-        mu, logvar: tensors of the same shape (e.g. ``(N, D)``), floating point.
+        mu, logvar: tensors of the same shape (e.g. ``(N, J)``), floating point.
 
     Returns:
         ``KLGradients(mu, var, logvar, std)``, each the shape of ``mu``.

@@ -223,7 +223,7 @@ class Conv2d(_Kernel):
     """A 2-D convolution (cross-correlation, as in ``torch.nn.functional.conv2d``), no padding.
 
     ``x (N, C_in, H, W)`` -> ``y (N, C_out, H', W')`` with ``H' = (H - k) // stride + 1``:
-    ``y[n, o, r, c] = b[o] + sum_{ch, i, j} W[o, ch, i, j] x[n, ch, stride r + i, stride c + j]``.
+    ``y[n, o, r, v] = b[o] + sum_{ch, i, j} W[o, ch, i, j] x[n, ch, stride r + i, stride v + j]`` (row r, column v).
     Written as a loop over the k*k kernel offsets: each offset multiplies a strided view of the
     input by one ``(C_out, C_in)`` slice of W. The backward pass runs the same loop, sending
     ``g = dL/dy`` back: ``dL/dW[:, :, i, j] = sum g * view``, and each view's pixels receive
@@ -371,7 +371,7 @@ class Reparameterize(Layer):
     kind = "Reparameterize"
 
     def forward(self, mu: np.ndarray, var: np.ndarray, eps: np.ndarray) -> np.ndarray:
-        check_shape(self.label, "mu", mu, ("N", "D"))
+        check_shape(self.label, "mu", mu, ("N", "J"))
         check_shape(self.label, "var", var, mu.shape)
         check_shape(self.label, "eps", eps, mu.shape)
         if not bool((var > 0).all()):
@@ -397,7 +397,7 @@ class GaussianKL(Layer):
     kind = "GaussianKL"
 
     def forward(self, mu: np.ndarray, var: np.ndarray) -> float:
-        check_shape(self.label, "mu", mu, ("N", "D"))
+        check_shape(self.label, "mu", mu, ("N", "J"))
         check_shape(self.label, "var", var, mu.shape)
         self._cache = (mu, var)
         return float(0.5 * np.sum(var - np.log(var) - 1.0 + mu**2) / len(mu))
@@ -605,21 +605,22 @@ def toy_images_3x3() -> np.ndarray:
 
 # ----------------------------------------------------------------------------- checking
 
-def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-6) -> np.ndarray:
-    """Central finite differences ``(f(x + h e_i) - f(x - h e_i)) / 2h`` for every entry of ``x``.
+def numerical_gradient(f: Callable[[], float], x: np.ndarray, step: float = 1e-6) -> np.ndarray:
+    """Central finite differences ``(f(x + step e) - f(x - step e)) / (2 step)`` for every entry of
+    ``x``, ``e`` being 1 at that entry and 0 elsewhere (notebook 06 writes the step eta).
 
     ``f`` takes no arguments and reads ``x`` (e.g. a layer's parameter, changed in place here
-    and restored after each entry). Error O(h^2) plus rounding ~1e-16/h: use float64.
+    and restored after each entry). Error O(step^2) plus rounding ~1e-16/step: use float64.
     """
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
         old = x[index]
-        x[index] = old + h
+        x[index] = old + step
         up = f()
-        x[index] = old - h
+        x[index] = old - step
         down = f()
         x[index] = old
-        grad[index] = (up - down) / (2 * h)
+        grad[index] = (up - down) / (2 * step)
     return grad
 
 
@@ -629,7 +630,7 @@ def _relative_error(ours: np.ndarray, reference: np.ndarray) -> float:
 
 
 def gradient_check(layer: Layer, x: np.ndarray, torch_forward: Callable, rng: np.random.Generator,
-                   h: float = 1e-6) -> dict[str, tuple[float, float]]:
+                   step: float = 1e-6) -> dict[str, tuple[float, float]]:
     """Check a one-input layer's ``backward`` against PyTorch autograd and finite differences.
 
     Uses the loss ``L = sum(forward(x) * G)`` with a random ``G``, so ``dL/d(output) = G``.
@@ -639,7 +640,7 @@ def gradient_check(layer: Layer, x: np.ndarray, torch_forward: Callable, rng: np
     Returns:
         ``{"forward": (error, 0.0), "input": (autograd_error, fd_error), name: (...) per
         parameter}``: relative errors (largest difference / max(1, largest value)). In float64
-        autograd agrees to ~1e-15 and finite differences (h = 1e-6) to ~1e-9.
+        autograd agrees to ~1e-15 and finite differences (step = 1e-6) to ~1e-9.
     """
     import torch  # only the check needs PyTorch; the layers are plain NumPy
 
@@ -660,5 +661,5 @@ def gradient_check(layer: Layer, x: np.ndarray, torch_forward: Callable, rng: np
     arrays = {"input": x, **layer.params}
     for name, grad in grads.items():
         autograd = _relative_error(grad, leaves[name].grad.numpy())
-        errors[name] = (autograd, _relative_error(grad, numerical_gradient(loss, arrays[name], h)))
+        errors[name] = (autograd, _relative_error(grad, numerical_gradient(loss, arrays[name], step)))
     return errors
