@@ -216,7 +216,7 @@ class VAE(_Base):
     def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
         """z = mu + sigma * eps with eps ~ N(0, I), sigma = exp(logvar / 2): a sample of q(z|x)
         that is a differentiable function of mu and logvar (Kingma & Welling 2014, Sec. 2.4).
-        ``(N, D), (N, D) -> (N, D)``."""
+        ``(N, J), (N, J) -> (N, J)``."""
         std = torch.exp(0.5 * losses.clamp_logvar(logvar))
         return mu + std * torch.randn_like(std)
 
