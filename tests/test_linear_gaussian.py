@@ -28,8 +28,8 @@ def random_q(n: int, k: int, seed: int, spread: float = 1.0):
 
 @pytest.fixture(params=[(5, 2, 0.5, 0), (2, 1, 0.3, 1), (8, 3, 1.7, 2)], ids=["d5k2", "d2k1", "d8k3"])
 def setup(request):
-    d, k, sigma2, seed = request.param
-    model = lg.random_model(d, k, sigma2=sigma2, seed=seed)
+    data_dim, latent_dim, noise_var, seed = request.param
+    model = lg.random_model(data_dim, latent_dim, noise_var=noise_var, seed=seed)
     x, _ = lg.sample(16, *model, seed=seed + 100)
     return model, x
 
@@ -40,14 +40,16 @@ def setup(request):
 
 def test_random_model_is_seeded():
     a, b = lg.random_model(5, 2, seed=3), lg.random_model(5, 2, seed=3)
-    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b) and a.sigma2 == b.sigma2
+    assert torch.equal(a.W, b.W) and torch.equal(a.b, b.b) and a.noise_var == b.noise_var
     c = lg.random_model(5, 2, seed=4)
     assert not torch.equal(a.W, c.W)
-    assert a.W.dtype == F64 and a.W.shape == (5, 2) and a.b.shape == (5,) and (a.d, a.k) == (5, 2)
+    assert a.W.dtype == F64 and a.W.shape == (5, 2) and a.b.shape == (5,) and (a.data_dim, a.latent_dim) == (5, 2)
+    named = lg.random_model(data_dim=4, latent_dim=3, noise_var=0.2, seed=3)   # the notation table's D, J, s^2
+    assert named.W.shape == (4, 3) and (named.data_dim, named.latent_dim, named.noise_var) == (4, 3, 0.2)
 
 
 def test_sample_has_the_marginal_moments():
-    model = lg.random_model(3, 2, sigma2=0.4, seed=0)
+    model = lg.random_model(3, 2, noise_var=0.4, seed=0)
     x, z = lg.sample(200_000, *model, seed=1)
     assert x.shape == (200_000, 3) and z.shape == (200_000, 2) and x.dtype == F64
     assert torch.allclose(x.mean(0), model.b, atol=0.02)
@@ -57,7 +59,7 @@ def test_sample_has_the_marginal_moments():
 
 def test_log_marginal_matches_torch_multivariate_normal(setup):
     model, x = setup
-    expected = MultivariateNormal(model.b, model.W @ model.W.T + model.sigma2 * torch.eye(model.d, dtype=F64)).log_prob(x)
+    expected = MultivariateNormal(model.b, model.W @ model.W.T + model.noise_var * torch.eye(model.data_dim, dtype=F64)).log_prob(x)
     got = lg.log_marginal(x, *model)
     assert got.shape == (x.shape[0],) and got.dtype == F64
     assert torch.allclose(got, expected, rtol=0, atol=1e-10)
@@ -65,7 +67,7 @@ def test_log_marginal_matches_torch_multivariate_normal(setup):
 
 def test_log_marginal_is_the_integral_of_the_joint():
     """p(x) = ∫ p(x|z) p(z) dz, by quadrature on a fine grid (k = 1)."""
-    model = lg.random_model(2, 1, sigma2=0.3, seed=1)
+    model = lg.random_model(2, 1, noise_var=0.3, seed=1)
     x, _ = lg.sample(5, *model, seed=2)
     z = torch.linspace(-12, 12, 24_001, dtype=F64)
     log_joint = lg.log_joint(x, z.reshape(-1, 1, 1).expand(-1, 5, 1), *model)  # (G, N)
@@ -74,9 +76,9 @@ def test_log_marginal_is_the_integral_of_the_joint():
 
 
 def test_log_likelihood_and_prior_match_torch():
-    model = lg.random_model(4, 2, sigma2=0.7, seed=5)
+    model = lg.random_model(4, 2, noise_var=0.7, seed=5)
     x, z = lg.sample(6, *model, seed=6)
-    expected = MultivariateNormal(z @ model.W.T + model.b, model.sigma2 * torch.eye(4, dtype=F64)).log_prob(x)
+    expected = MultivariateNormal(z @ model.W.T + model.b, model.noise_var * torch.eye(4, dtype=F64)).log_prob(x)
     assert torch.allclose(lg.log_likelihood(x, z, *model), expected, atol=1e-12)
     prior = MultivariateNormal(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64))
     assert torch.allclose(lg.log_prior(z), prior.log_prob(z), atol=1e-12)
@@ -108,7 +110,7 @@ def test_covariance_from_unconstrained_is_positive_definite_and_differentiable()
 @pytest.mark.parametrize("k", [1, 2])
 def test_posterior_matches_bayes_on_a_grid(k):
     """p(z|x) ∝ p(x|z) p(z), normalised numerically on a grid; compare its mean and covariance."""
-    model = lg.random_model(3, k, sigma2=0.5, seed=10 + k)
+    model = lg.random_model(3, k, noise_var=0.5, seed=10 + k)
     x, _ = lg.sample(3, *model, seed=3)
     mean, cov = lg.posterior(x, *model)
     assert mean.shape == (3, k) and cov.shape == (k, k)
@@ -153,7 +155,7 @@ def test_kl_gaussians_full_matches_torch_and_broadcasts():
 @pytest.mark.parametrize("form", ["full", "shared", "diagonal"])
 def test_elbo_is_below_log_marginal_and_the_gap_is_the_kl_to_the_posterior(setup, form):
     model, x = setup
-    n, k = x.shape[0], model.k
+    n, k = x.shape[0], model.latent_dim
     log_px = lg.log_marginal(x, *model)
     post_mean, post_cov = lg.posterior(x, *model)
     for seed in range(5):
@@ -205,7 +207,7 @@ def test_diagonal_q_matches_full_form_and_the_vae_kl():
 
 @pytest.mark.parametrize("form", ["full", "diagonal"])
 def test_monte_carlo_elbo_agrees_with_the_closed_form(form):
-    model = lg.random_model(5, 2, sigma2=0.5, seed=0)
+    model = lg.random_model(5, 2, noise_var=0.5, seed=0)
     x, _ = lg.sample(4, *model, seed=1)
     q_mean, q_cov = random_q(4, 2, seed=3)
     q_logvar = torch.log(torch.diagonal(q_cov, dim1=-2, dim2=-1))
@@ -222,17 +224,17 @@ def test_elbo_is_differentiable_in_the_model_and_q():
     model = lg.random_model(4, 2, seed=0)
     x, _ = lg.sample(3, *model, seed=1)
     W = model.W.clone().requires_grad_(True)
-    sigma2 = torch.tensor(0.5, dtype=F64, requires_grad=True)
+    noise_var = torch.tensor(0.5, dtype=F64, requires_grad=True)
     q_logvar = torch.zeros(3, 2, dtype=F64, requires_grad=True)
-    lg.elbo(x, W, model.b, sigma2, torch.zeros(3, 2, dtype=F64), q_logvar=q_logvar).sum().backward()
-    for t in (W, sigma2, q_logvar):
+    lg.elbo(x, W, model.b, noise_var, torch.zeros(3, 2, dtype=F64), q_logvar=q_logvar).sum().backward()
+    for t in (W, noise_var, q_logvar):
         assert t.grad is not None and torch.isfinite(t.grad).all()
 
 
 def test_float32_inputs_are_computed_in_float64():
     model = lg.random_model(3, 1, seed=0)
     x, _ = lg.sample(2, *model)
-    got = lg.log_marginal(x.float(), model.W.float(), model.b.float(), model.sigma2)
+    got = lg.log_marginal(x.float(), model.W.float(), model.b.float(), model.noise_var)
     assert got.dtype == F64
     assert torch.allclose(got, lg.log_marginal(x, *model), atol=1e-5)
 
@@ -255,11 +257,11 @@ def _bad_calls():
         ("x", lambda: lg.log_marginal(torch.full((1, 3), float("nan"), dtype=F64), W, b, s2)),
         ("W", lambda: lg.log_marginal(x, W[0], b, s2)),
         ("b", lambda: lg.posterior(x, W, b[:2], s2)),
-        ("sigma2", lambda: lg.log_marginal(x, W, b, 0.0)),
-        ("sigma2", lambda: lg.log_marginal(x, W, b, -1.0)),
-        ("sigma2", lambda: lg.log_marginal(x, W, b, float("inf"))),
-        ("sigma2", lambda: lg.log_marginal(x, W, b, "0.5")),
-        ("sigma2", lambda: lg.log_marginal(x, W, b, torch.ones(2, dtype=F64))),
+        ("noise_var", lambda: lg.log_marginal(x, W, b, 0.0)),
+        ("noise_var", lambda: lg.log_marginal(x, W, b, -1.0)),
+        ("noise_var", lambda: lg.log_marginal(x, W, b, float("inf"))),
+        ("noise_var", lambda: lg.log_marginal(x, W, b, "0.5")),
+        ("noise_var", lambda: lg.log_marginal(x, W, b, torch.ones(2, dtype=F64))),
         ("q_mean", lambda: lg.elbo(x, W, b, s2, m[:3], S)),
         ("q_cov", lambda: lg.elbo(x, W, b, s2, m, torch.eye(3, dtype=F64))),
         ("q_cov", lambda: lg.elbo(x, W, b, s2, m, not_pd)),
@@ -272,8 +274,8 @@ def _bad_calls():
         ("S1", lambda: lg.kl_gaussians_full(m, torch.eye(3, dtype=F64), m, S)),
         ("m2", lambda: lg.kl_gaussians_full(m, S, torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))),
         ("z", lambda: lg.log_likelihood(x, torch.zeros(4, 3, dtype=F64), W, b, s2)),
-        ("d", lambda: lg.random_model(0, 2)),
-        ("k", lambda: lg.random_model(3, 2.5)),
+        ("data_dim", lambda: lg.random_model(0, 2)),
+        ("latent_dim", lambda: lg.random_model(3, 2.5)),
         ("seed", lambda: lg.random_model(3, 2, seed="zero")),
         ("n", lambda: lg.sample(0, W, b, s2)),
         ("raw", lambda: lg.covariance_from_unconstrained(torch.zeros(2, 3, dtype=F64))),
