@@ -1036,27 +1036,28 @@ DEADLINE_FAULTS = {  # server mode -> bytes of the file received before the dead
     "drip": r"[\d,]+",  # the body, one byte at a time
     "driphead": "0",  # the headers, one byte at a time
     "slow": r"[\d,]+",  # half the body, then nothing
+    "silent-tls": "0",  # https to a server that accepts the connection and never answers the TLS handshake
 }
 
 
 @pytest.mark.parametrize("fault", list(DEADLINE_FAULTS))
-def test_a_whole_download_has_a_deadline(synthetic, server, data_dir, monkeypatch, fault):
+def test_a_whole_download_has_a_deadline(synthetic, server, data_dir, hung_url, monkeypatch, fault):
     """A mirror that sends too slowly is cut off by the deadline for the whole file (no read ever
     times out here: a byte comes every 20 ms, and the per-read limit is 60 s), and the next mirror
     is used. Without the deadline each of these would run 30 s and then fail another way."""
     url, _ = server
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT_S", 60.0)
     monkeypatch.setattr(data, "DOWNLOAD_DEADLINE_S", 1.0)
+    bad = hung_url.replace("http://", "https://") if fault == "silent-tls" else f"{url}/{fault}/"
     size = f"{data.MNIST_FILES['train'][0].size:,}"
-    message = (rf"{url}/{fault}/{TRAIN_IMAGES}: expected the whole file within DOWNLOAD_DEADLINE_S = 1 s, "
+    message = (rf"{re.escape(bad)}{TRAIN_IMAGES}: expected the whole file within DOWNLOAD_DEADLINE_S = 1 s, "
                rf"got {DEADLINE_FAULTS[fault]} of {size} bytes by then; gave up")
     with pytest.raises(RuntimeError, match=message):
-        load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{fault}/"], fallback=False)
+        load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad], fallback=False)
     only_verified_files(data_dir, synthetic["files"])
     assert not (own(data_dir) / TRAIN_IMAGES).exists()
 
-    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[f"{url}/{fault}/", f"{url}/good/"],
-                           quiet=True)
+    images, _ = load_mnist("train", data_dir=data_dir, download=True, mirrors=[bad, f"{url}/good/"], quiet=True)
     assert mnist_source("train") == "download"
     assert torch.equal(images[:, 0], torch.from_numpy(synthetic["images"]).float() / 255)
     only_verified_files(data_dir, synthetic["files"])

@@ -298,21 +298,22 @@ def _full_mnist(files, data_dir: Path, download: bool, mirrors: tuple[str, ...],
     key, where = "idx", f"from IDX files in {data_dir}"
     missing = any(array is None for array in arrays)
     if missing and download:
-        own, problem = _own_dir(data_dir, create=True)
+        own, problem = _own_dir(data_dir, create=True)  # downloads go to the package's folder only
         if own is None:
             tried.append(f"download: not tried: {problem or 'cannot create ' + str(data_dir / OWN_DIR)}")
-        for i, (spec, kind) in enumerate(zip(files, kinds)):
-            if own is None or arrays[i] is not None:
-                continue
-            mirror = _fetch(spec, own, mirrors, tried)
-            if mirror is None:
-                break  # the other file is of no use alone; do not wait on mirrors again
-            if mirror:  # "" when another process had just downloaded it
-                key, where = "download", f"downloaded from {mirror} into {own}"
-            arrays[i], problem = _checked_array(own / spec.name, spec, kind)
-            if problem is not None:  # changed on disk since it was verified
-                tried.append(f"{own / spec.name}: {problem}")
-                break
+        else:
+            for i, (spec, kind) in enumerate(zip(files, kinds)):
+                if arrays[i] is not None:
+                    continue
+                mirror = _fetch(spec, own, mirrors, tried)
+                if mirror is None:
+                    break  # the other file is of no use alone; do not wait on mirrors again
+                if mirror:  # "" when another process had just downloaded it
+                    key, where = "download", f"downloaded from {mirror} into {own}"
+                arrays[i], problem = _checked_array(own / spec.name, spec, kind)
+                if problem is not None:  # changed on disk since it was verified
+                    tried.append(f"{own / spec.name}: {problem}")
+                    break
     elif missing:
         tried.append("download: not tried (download=False, or VAE_COURSE_OFFLINE=1)")
 
@@ -505,7 +506,7 @@ def _verified_array(path: Path, spec: MnistFile, kind: str) -> np.ndarray:
     raw_size = IDX_HEADER_BYTES[kind] + spec.count * ITEM_BYTES[kind]
     if path.name.endswith(".gz"):
         packed = _read_regular_file(path, spec.size)
-        _check_size(len(packed), spec.size, "")
+        _check_size(len(packed), spec.size)
         _check_sha256(packed, spec.sha256, "sha256")
         content = _gunzip(packed, raw_size)
     else:
@@ -567,9 +568,9 @@ def _gunzip(packed: bytes, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _check_size(found: int, expected: int, what: str) -> None:
+def _check_size(found: int, expected: int) -> None:
     if found != expected:
-        raise ValueError(f"expected {expected:,} bytes{what}, found {found:,}")
+        raise ValueError(f"expected {expected:,} bytes, found {found:,}")
 
 
 def _check_sha256(content: bytes, expected: str, what: str) -> None:
@@ -631,7 +632,7 @@ def _gz_problem(path: Path, spec: MnistFile) -> str | None:
     """None if ``path`` is the published ``.gz`` (size and SHA-256), else what differs."""
     try:
         packed = _read_regular_file(path, spec.size)
-        _check_size(len(packed), spec.size, "")
+        _check_size(len(packed), spec.size)
         _check_sha256(packed, spec.sha256, "sha256")
     except (OSError, ValueError) as err:
         return str(err)
