@@ -352,3 +352,30 @@ def test_iwae_with_large_k_decodes_in_bounded_chunks(tiny, monkeypatch):
     monkeypatch.setattr(evaluate, "DECODE_ROWS", 50)
     evaluate.importance_weighted_nll(model, tiny["x"][:10], k=200, batch_size=10)
     assert seen and max(seen) <= 50 and sum(seen) == 200 * 10
+
+
+def test_label_share_is_eta_squared():
+    """Between-class over total sum of squares, with class sizes as weights: 0 for identical class
+    means, 1 when each class sits on one point, and the textbook value for unequal class sizes."""
+    y = torch.tensor([0, 0, 0, 1])
+    z = torch.tensor([[0.0], [1.0], [2.0], [5.0]])
+    # class means 1 and 5, overall mean 2: between 3 * 1 + 1 * 9 = 12, total 4 + 1 + 0 + 9 = 14
+    assert evaluate.label_share(z, y) == pytest.approx(12 / 14)
+    assert evaluate.label_share(torch.tensor([[0.0, 1], [0, 1], [3, 2], [3, 2]]), torch.tensor([4, 4, 7, 7])) == pytest.approx(1.0)
+    assert evaluate.label_share(torch.tensor([[-1.0], [1], [-1], [1]]), torch.tensor([0, 0, 1, 1])) == pytest.approx(0.0)
+    g = torch.Generator().manual_seed(0)
+    z, y = torch.randn(500, 3, generator=g), torch.randint(0, 10, (500,), generator=g)
+    assert 0 <= evaluate.label_share(z, y) < 0.1            # random labels explain little
+    assert evaluate.label_share(z + 5 * F.one_hot(y, 10)[:, :3], y) > 0.5
+
+
+@pytest.mark.parametrize("codes, labels, name", [
+    (torch.ones(4), torch.zeros(4, dtype=torch.long), "codes"),
+    (torch.ones(4, 2), torch.zeros(4, dtype=torch.long), "codes"),
+    (torch.tensor([[0.0], [float("nan")]]), torch.zeros(2, dtype=torch.long), "codes"),
+    (torch.randn(4, 2), torch.zeros(3, dtype=torch.long), "labels"),
+    (torch.randn(4, 2), torch.zeros(4), "labels"),
+])
+def test_label_share_names_bad_arguments(codes, labels, name):
+    with pytest.raises(ValueError, match=f"^{name}:"):
+        evaluate.label_share(codes, labels)

@@ -444,3 +444,40 @@ def marginal_kl(model: VAE, images: Tensor, n_samples: int = 5000, batch_size: i
     values = torch.cat(values)
     stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
     return Estimate(float(values.mean()), stderr)
+
+
+def label_share(codes: Tensor, labels: Tensor) -> float:
+    """The share of the codes' spread that the labels explain: eta squared, the between-class sum of
+    squares over the total sum of squares, summed over latent dimensions.
+
+    ``sum_c N_c ||m_c - m||^2 / sum_n ||z_n - m||^2`` for class means ``m_c`` (``N_c`` codes each) and
+    overall mean ``m``. 0: every class has the same mean (no grouping by label); 1: every code sits on
+    its class mean (each class collapsed onto one point). Always in [0, 1].
+
+    Args:
+        codes: ``(N, J)`` latent codes (e.g. posterior means), finite, not all equal.
+        labels: ``(N,)`` integer class labels.
+
+    Returns:
+        A float in [0, 1] (no unit).
+
+    Raises:
+        TypeError / ValueError: ``codes`` is not an (N, J) finite tensor with N >= 2 and some spread,
+        or ``labels`` is not an (N,) integer tensor.
+    """
+    if not isinstance(codes, Tensor) or codes.dim() != 2 or codes.shape[0] < 2:
+        shape = tuple(codes.shape) if isinstance(codes, Tensor) else type(codes).__name__
+        raise ValueError(f"codes: expected an (N, J) tensor with N >= 2, got {shape}")
+    if not torch.isfinite(codes).all():
+        raise ValueError("codes: expected finite values, got non-finite ones")
+    if (not isinstance(labels, Tensor) or labels.shape != codes.shape[:1]
+            or labels.dtype.is_floating_point or labels.dtype == torch.bool):
+        shape = (tuple(labels.shape), labels.dtype) if isinstance(labels, Tensor) else type(labels).__name__
+        raise ValueError(f"labels: expected an integer tensor of shape ({codes.shape[0]},), got {shape}")
+    z, y = codes.detach().double().cpu(), labels.cpu()
+    centred = z - z.mean(0)
+    total = centred.pow(2).sum()
+    if total <= 0:
+        raise ValueError("codes: expected some spread, got all codes equal")
+    between = sum((y == c).sum() * centred[y == c].mean(0).pow(2).sum() for c in y.unique())
+    return float(between / total)
