@@ -166,3 +166,23 @@ def test_scripts_use_no_bash4_features():
             code = line.split("#", 1)[0] if not line.lstrip().startswith("#!") else ""
             assert not bash4.search(code), f"{script.name}:{number} uses a bash 4 feature: {line.strip()}"
             assert "sha256sum" not in code, f"{script.name}:{number}: sha256sum is GNU-only (use scripts/stamp.py)"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/setpriv").exists(),
+                    reason="dropping to a normal user needs root and setpriv")
+def test_the_main_job_runs_for_a_normal_user_without_chromium_or_npm(sandbox):
+    """As uid 65534 with only what macOS ships on the PATH (no npm: the pages get MathJax from PyPI and
+    a note instead of each widget), `bash scripts/course.sh 06` executes notebook 06 (NumPy only, a few
+    seconds in fast mode) and writes its executed copy, its page and build/summary.json."""
+    repo, path = _copy_repo(sandbox / "repo"), _macos_bin(sandbox / "bin")
+    (repo / "notebooks").mkdir()
+    shutil.copy2(ROOT / "notebooks" / "06_vae_from_scratch_numpy.ipynb", repo / "notebooks")
+    subprocess.run(["chown", "-R", "65534:65534", str(repo)], check=True)
+    env_extra = ["env", "VAE_COURSE_MODE=fast"]
+    result = _run([*env_extra, "bash", "scripts/course.sh", "06"], repo, path, user=65534)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    build = repo / "build"
+    assert (build / "06_vae_from_scratch_numpy.ipynb").is_file() and (build / "06_vae_from_scratch_numpy.html").is_file()
+    assert (build / "summary.json").is_file() and (build / "lib" / "mathjax").is_dir()
+    assert "WARNING" not in out and "Traceback" not in out, out[-3000:]
