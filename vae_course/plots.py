@@ -341,7 +341,8 @@ def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: st
 
 
 def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
-                    title: str = "Rate and distortion (nats per example)", iso_elbo: bool = True) -> Figure:
+                    title: str = "Rate and distortion (nats per example)", iso_elbo: bool = True,
+                    iso_elbo_through: str | None = None) -> Figure:
     """Rate (KL, x axis) against distortion (reconstruction, y axis), both in nats per example
     (Alemi et al. 2018, "Fixing a Broken ELBO", Fig. 1).
 
@@ -349,7 +350,12 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
     connected markers with every point labelled (e.g. ``{"beta sweep": {"β=1": (rate, distortion), ...}}``), a
     series of one point as a lone marker. With ``iso_elbo``, dotted lines rate + distortion = const show points
     of equal negative ELBO (lower-left is better; the diagonal through a point is its ELBO).
+    ``iso_elbo_through``: a point label (e.g. ``"β=1"``); a dashed line rate + distortion = that point's
+    value is drawn through it, so points above it have a larger negative ELBO, points below a smaller one.
     """
+    if iso_elbo_through is not None and not any(iso_elbo_through in points for points in curves.values()):
+        labels = [str(label) for points in curves.values() for label in points]
+        raise ValueError(f"iso_elbo_through: expected one of the point labels {labels}, got {iso_elbo_through!r}")
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
     all_r, all_d = [], []
     for i, (name, points) in enumerate(curves.items()):
@@ -373,6 +379,14 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
         ax.plot([], [], color="0.8", linestyle=":", label="equal negative ELBO (rate + distortion)")
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
+    if iso_elbo_through is not None:
+        r, d = next(points[iso_elbo_through] for points in curves.values() if iso_elbo_through in points)
+        total = float(r) + float(d)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        ax.plot([x0, x1], [total - x0, total - x1], color="0.3", linestyle="--", lw=1, zorder=0,
+                label=f"rate + distortion of {iso_elbo_through} ({total:.1f} nats)")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
     ax.set_xlabel("rate: KL(q(z|x) ‖ p(z)), nats")
     ax.set_ylabel("distortion: −E_q log p(x|z), nats")
     ax.set_title(title)
@@ -383,16 +397,17 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
 
 
 def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent dimension",
-                     threshold: float | None = None) -> Figure:
+                     threshold: float | None = None, threshold_label: str | None = None) -> Figure:
     """The KL (nats, log scale) of each latent dimension, sorted from largest to smallest, one line
     per model (``{"β=1": (J,) KLs, ...}``). A dimension near zero is collapsed: q(z_j|x) = p(z_j).
-    ``threshold``: a dashed horizontal line (e.g. the free-bits lambda)."""
+    ``threshold``: a dashed horizontal line (e.g. the free-bits lambda), named ``threshold_label`` in
+    the legend (default: its value in nats)."""
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     for i, (name, kl) in enumerate(kls.items()):
         values = np.sort(np.asarray(torch.as_tensor(kl).detach().cpu(), dtype=float).ravel())[::-1]
         ax.plot(np.arange(1, len(values) + 1), np.clip(values, 1e-4, None), marker="o", ms=4, color=f"C{i}", label=name)
     if threshold is not None:
-        ax.axhline(threshold, color="0.4", linestyle="--", lw=1, label=f"{threshold:g} nats")
+        ax.axhline(threshold, color="0.4", linestyle="--", lw=1, label=threshold_label or f"{threshold:g} nats")
     ax.set_yscale("log")
     ax.set_xlabel("latent dimension, sorted by its KL")
     ax.set_ylabel("KL per dimension, nats (values below 1e-4 drawn at 1e-4)")
