@@ -143,6 +143,16 @@ def _mask_rows(x, fraction, generator=None):           # whole rows of 28 pixels
     return x * (torch.rand(len(x), 1, 28, 1, generator=generator) >= fraction)
 
 
+def _mask_fixed_default_seed(x, fraction, generator=None):   # the same mask on every call without a generator
+    generator = generator if generator is not None else torch.Generator().manual_seed(0)
+    return mask_noise(x, fraction, generator)
+
+
+def _mask_reads_the_seed(x, fraction, generator=None):       # a new generator from the seed: the given one never moves
+    own = torch.Generator().manual_seed(generator.initial_seed()) if generator is not None else None
+    return mask_noise(x, fraction, own)
+
+
 def _zero_inputs(*tensors):
     for t in tensors:
         t.zero_()
@@ -253,6 +263,10 @@ def battery(vae, cvae, images):
                    "fixed_count": (_mask_fixed_count, "same number of pixels"),
                    "pairs_share_masks": (_mask_pairs, "not independent"),
                    "whole_rows": (_mask_rows, "not independent"),
+                   "fixed_default_seed": (_mask_fixed_default_seed, "without a generator"),
+                   "unseeded_default_generator": (lambda x, f, generator=None:
+                                                  mask_noise(x, f, generator or torch.Generator()), "without a generator"),
+                   "reads_the_seed": (_mask_reads_the_seed, "same generator"),
                    "dropout": (lambda x, f, generator=None: F.dropout(x, f), "other values"),
                    "gaussian_noise": (lambda x, f, generator=None:
                                       x + 0.1 * torch.randn(x.shape, generator=generator), "other values")},
@@ -349,7 +363,9 @@ def battery(vae, cvae, images):
                    "variance_scaled": (_posterior_variance_scaled, "variance"),
                    "zeroes_eps": (_posterior_zero_eps, "in place"),
                    "zeroes_the_model": (_posterior_zero_model, "in place"),
-                   "old_noise_only": (_posterior_own_noise, "does not depend on eps")},
+                   "old_noise_only": (_posterior_own_noise, "does not depend on eps"),
+                   "uses_the_notebooks_model": (lambda model, x, eps: sampled_negative_elbo(vae, x, eps),
+                                                "did not use the model")},
             wrong_shape=lambda model, x, eps: sampled_negative_elbo(model, x, eps).mean()),
         "one_hot": dict(
             check=checks.one_hot,
@@ -377,7 +393,9 @@ def battery(vae, cvae, images):
                    "decodes_with_y_encode": (lambda c, x, ye, yd: c.reconstruct(x, ye), "decoder saw y_encode"),
                    "ignores_y_encode": (lambda c, x, ye, yd: relabel_decode(c, x, (yd + 5) % 10, yd), None),
                    "zeroes_x": (_relabel_zero_x, "in place"),
-                   "zeroes_the_decoder": (_relabel_zero_model, "in place")},
+                   "zeroes_the_decoder": (_relabel_zero_model, "in place"),
+                   "uses_the_notebooks_cvae": (lambda c, x, ye, yd: relabel_decode(cvae, x, ye, yd),
+                                               "did not use the cvae")},
             wrong_shape=lambda c, x, ye, yd: relabel_decode(c, x, ye, yd).flatten(1)),
     }
 
@@ -479,7 +497,7 @@ def test_right_answers_that_change_an_input_pass_with_a_note(name, style, cases,
 
 
 def test_reassigning_the_package_cannot_fool_the_checks(cases, vae, images, monkeypatch):
-    """References are bound when vae_course.checks is imported: a learner who points the package's
+    """The references are written out in vae_course.checks: a learner who points the package's
     function at their own (wrong) one changes nothing in the check."""
     wrong_kl = cases["kl_diagonal"]["wrong"]["factor_2"][0]
     monkeypatch.setattr(losses, "gaussian_kl", lambda mu, logvar, mu_p=None, logvar_p=None:
@@ -593,16 +611,39 @@ def test_checks_leave_the_global_random_state_alone(name, cases):
     assert torch.equal(torch.get_rng_state(), state)
 
 
+def _model_check_misuses(vae, cvae, x, y):
+    """The notebook objects a check cell could pass by mistake: (check, args, argument named, words received)."""
+    elbo, relabel = checks.bughunt_posterior_mean_loss, checks.relabel_decode
+    return {
+        "04.3 a string": (elbo, (sampled_negative_elbo, "vae", x), "model", "str 'vae'"),
+        "04.3 an Autoencoder": (elbo, (sampled_negative_elbo, models.Autoencoder(latent_dim=3), x), "model",
+                                "an Autoencoder model"),
+        "04.3 a CVAE": (elbo, (sampled_negative_elbo, cvae, x), "model", "a CVAE model, which takes labels"),
+        "04.3 a Gaussian VAE": (elbo, (sampled_negative_elbo, models.VAE(latent_dim=2, likelihood="gaussian"), x),
+                                "model", "'gaussian'"),
+        "04.3 flat x": (elbo, (sampled_negative_elbo, vae, x.flatten(1)), "x", "shape (80, 784)"),
+        "04.3 float64 x": (elbo, (sampled_negative_elbo, vae, x.double()), "x", "torch.float64"),
+        "04.3 uint8 x": (elbo, (sampled_negative_elbo, vae, (x * 255).to(torch.uint8)), "x", "torch.uint8"),
+        "04.3 x in 0-255": (elbo, (sampled_negative_elbo, vae, x * 255), "x", "values in"),
+        "05.3 a VAE": (relabel, (relabel_decode, vae, x, y), "cvae", "a VAE model, which takes no labels"),
+        "05.3 float64 x": (relabel, (relabel_decode, cvae, x.double(), y), "x", "torch.float64"),
+        "05.3 too few y": (relabel, (relabel_decode, cvae, x, y[:3]), "y", "shape (3,)"),
+        "05.3 float y": (relabel, (relabel_decode, cvae, x, y.float()), "y", "torch.float32"),
+        "05.3 int32 y": (relabel, (relabel_decode, cvae, x, y.int()), "y", "torch.int32"),
+        "05.3 y out of range": (relabel, (relabel_decode, cvae, x, y + 5), "y", "values 5 to 14"),
+        "05.3 numpy y": (relabel, (relabel_decode, cvae, x, y.numpy()), "y", "ndarray"),
+    }
+
+
 def test_model_checks_reject_wrong_models_and_data(vae, cvae, images):
+    """A wrong notebook object is named, with what was expected and what came (no raw error from inside)."""
     x, y = images
-    with pytest.raises(checks.BadAnswer, match="`model`: expected"):
-        checks.bughunt_posterior_mean_loss(sampled_negative_elbo, "vae", x)
-    with pytest.raises(checks.BadAnswer, match="`x`: expected"):
-        checks.bughunt_posterior_mean_loss(sampled_negative_elbo, vae, x.flatten(1))
-    with pytest.raises(checks.BadAnswer, match="`cvae`: expected"):
-        checks.relabel_decode(relabel_decode, vae, x, y)
-    with pytest.raises(checks.BadAnswer, match="expected images"):
-        checks.relabel_decode(relabel_decode, cvae, x, y[:3])
+    for label, (check, args, name, received) in _model_check_misuses(vae, cvae, x, y).items():
+        with pytest.raises(checks.BadAnswer) as info:
+            check(*args)
+        message = str(info.value)
+        assert f"`{name}`: expected" in message and received in message, (label, message)
+        assert info.value.__context__ is None, (label, "no error chained from inside the check")
 
 
 def test_model_checks_leave_the_notebooks_model_untouched(vae, cvae, images):
@@ -720,8 +761,10 @@ def test_masked_denoising_compares_two_errors():
     assert checks.masked_denoising(0.02, 0.05) is None
     with pytest.raises(checks.NotYet, match="not better"):
         checks.masked_denoising(0.05, 0.02)
-    with pytest.raises(checks.BadAnswer, match="mean squared errors"):
+    with pytest.raises(checks.BadAnswer, match=r"`denoiser_error`: expected a mean squared error per pixel.*got -1"):
         checks.masked_denoising(-1.0, 0.02)
+    with pytest.raises(checks.BadAnswer, match=r"`plain_error`: expected a mean squared error per pixel.*got 15.68"):
+        checks.masked_denoising(0.02, 0.02 * 784)   # summed over pixels, not averaged
 
 
 def test_masked_denoising_with_the_models_catches_a_number_from_another_model():
@@ -822,3 +865,158 @@ def test_bughunt_posterior_mean_loss_fixed_matches_package(vae, images):
         package = evaluate.negative_elbo(vae, x.repeat(50, 1, 1, 1)).total   # 50 samples per digit
     assert abs(float(fixed.mean()) - package) < 0.5, (float(fixed.mean()), package)
     assert not torch.allclose(broken, fixed.mean(0), atol=1e-3)
+
+
+# --- Probes of the review of the checks (tools/reviews/checks_repro.py): each one a test ------------
+
+def test_score_function_variance_rejects_a_dropped_small_term():
+    """18.5 (the score-function variance without its mu^4 = 0.0625 term) is 0.3 % off: rejected,
+    while the right value at 3 or 4 significant digits passes."""
+    for right in (18.5625, 18.6, 18.56, 18.563):
+        assert checks.estimator_variances(4.0, right) is None, right
+    for wrong in (18.5, 18.62, 18.45):
+        with pytest.raises(checks.NotYet, match="small term") as info:
+            checks.estimator_variances(4.0, wrong)
+        assert "18.5625" not in str(info.value) and "18.56" not in str(info.value)
+
+
+def _pass_message(check, *args) -> str:
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert check(*args) is None
+    return out.getvalue().split("correct. ", 1)[1].strip()
+
+
+def test_pass_messages_keep_their_symbols(vae, cvae, images):
+    """No automatic capital: 'σ²', 'z', 'p(x)' at the start of a message stay as written; a message
+    that starts with an English word starts with a capital."""
+    assert _pass_message(checks.bughunt_logvar_as_logstd, gaussian_kl_fixed).startswith("σ² = exp(logvar)")
+    assert _pass_message(checks.bughunt_variance_sampling, reparameterize_fixed).startswith("z = μ + σ ε")
+    assert _pass_message(checks.linear_gaussian_evidence, -0.5 * math.log(10 * math.pi) - 0.1).startswith("p(x) is")
+    messages = [_pass_message(check, *answer) for check, answer, _ in NUMBER_CASES]
+    messages += [_pass_message(case["check"], case["right"]["solution"])
+                 for case in battery(vae, cvae, images).values()]
+    messages.append(_pass_message(checks.masked_denoising, 0.02, 0.05))
+    for message in messages:
+        first = message.split()[0]
+        if first.isascii() and first.isalpha() and len(first) > 1 and first not in ("log", "exp"):
+            assert first[0].isupper(), message
+
+
+def _recording(right, seen):
+    def fn(*args):
+        seen.append(args[-1].shape[1] if args[-1].dim() == 2 else args[2].shape[1])
+        return right(*args)
+    return fn
+
+
+def test_latent_dimension_two_is_never_drawn():
+    """With J = 2, averaging over the latent dimensions and a factor 1/2 give the same numbers, and the
+    hint would be a guess: the KL checks draw J >= 3."""
+    for check, right in ((checks.kl_diagonal, kl_diagonal), (checks.bughunt_logvar_as_logstd, gaussian_kl_fixed),
+                         (checks.bughunt_mean_over_pixels, negative_elbo_fixed)):
+        seen = []
+        for _ in range(15):
+            check(_recording(right, seen))
+        assert min(seen) >= 3, (check.__name__, sorted(set(seen)))
+    for _ in range(30):   # a factor 1/2 is always called a factor 2
+        with pytest.raises(checks.NotYet, match="factor 2"):
+            checks.kl_diagonal(lambda *a: 0.5 * kl_diagonal(*a))
+        with pytest.raises(checks.NotYet, match="factor 2"):
+            checks.bughunt_logvar_as_logstd(lambda m, l: 0.5 * gaussian_kl_fixed(m, l))
+
+
+def _swallows_the_stop(*args, **kwargs):
+    try:
+        while True:
+            time.sleep(0.01)
+    except:  # noqa: E722 - the learner's bare except, which catches the check's stop
+        pass
+    return torch.zeros(len(args[0]))
+
+
+def _swallows_the_stop_then_hangs(*args, **kwargs):
+    try:
+        while True:
+            time.sleep(0.01)
+    except:  # noqa: E722
+        pass
+    while True:   # stopped by the repeated stop
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("fn", [_swallows_the_stop, _swallows_the_stop_then_hangs])
+def test_a_bare_except_does_not_hide_the_time_limit(fn, monkeypatch):
+    monkeypatch.setattr(checks, "TIME_LIMIT_S", 0.2)
+    handler = signal.getsignal(signal.SIGALRM)
+    with pytest.raises(checks.BadAnswer, match=r"did not finish within 0.2 s") as info:
+        checks.kl_diagonal(fn)
+    assert "bare `except:`" in str(info.value)
+    assert signal.getsignal(signal.SIGALRM) is handler
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_messages_call_the_function_by_its_own_name():
+    """Not the package's gaussian_kl or negative_elbo: the name the learner gave the function, or for a
+    lambda the notebook's name."""
+    def my_kl(mu, logvar):
+        raise ZeroDivisionError("division by zero")
+    with pytest.raises(checks.BadAnswer, match="your function `my_kl` raised ZeroDivisionError"):
+        checks.bughunt_logvar_as_logstd(my_kl)
+    for check, notebook_name, answer in (
+            (checks.bughunt_logvar_as_logstd, "gaussian_kl_fixed", lambda m, l: 1 / 0),
+            (checks.bughunt_mean_over_pixels, "negative_elbo_fixed", lambda *a: 1 / 0),
+            (checks.bughunt_variance_sampling, "reparameterize_fixed", lambda *a: 1 / 0)):
+        with pytest.raises(checks.BadAnswer, match=f"your function `{notebook_name}` raised"):
+            check(answer)
+    with pytest.raises(checks.BadAnswer, match="`negative_elbo_fixed` should return shape"):
+        checks.bughunt_mean_over_pixels(lambda *a: negative_elbo_fixed(*a).sum())
+
+
+def test_the_checks_references_cannot_be_reassigned(monkeypatch):
+    """checks._gaussian_kl = 2x (the review's probe) would make a 2x answer pass: it is refused, and so
+    is reassigning a helper; the check still rejects the answer."""
+    ref = checks._gaussian_kl
+    with pytest.raises(AttributeError, match="cannot be reassigned"):
+        checks._gaussian_kl = lambda *a: 2 * ref(*a)
+    with pytest.raises(AttributeError, match="cannot be reassigned"):
+        setattr(checks, "_matches", lambda *a, **k: True)
+    with pytest.raises(AttributeError, match="cannot be deleted"):
+        del checks._bernoulli_nll
+    assert checks._gaussian_kl is ref
+    with pytest.raises(checks.NotYet, match="factor 2"):
+        checks.kl_diagonal(lambda *a: 2 * kl_diagonal(*a))
+    # the one setting stays writable
+    monkeypatch.setattr(checks, "TIME_LIMIT_S", 5.0)
+    assert checks.TIME_LIMIT_S == 5.0
+
+
+def test_a_fixed_secrets_module_does_not_fix_the_inputs(monkeypatch):
+    """With secrets.randbits patched to a constant, inputs still change from run to run, so remembered
+    outputs still fail."""
+    import secrets
+    monkeypatch.setattr(secrets, "randbits", lambda k: 0)
+    remembered = []
+
+    def record(*args):
+        out = kl_diagonal(*args)
+        remembered.append(out.clone())
+        return out
+
+    assert checks.kl_diagonal(record) is None
+    replay = iter(remembered)
+    with pytest.raises((checks.NotYet, checks.BadAnswer)):
+        checks.kl_diagonal(lambda *args: next(replay).clone())
+
+
+def test_numbers_of_other_libraries_are_converted():
+    import decimal
+    import fractions
+    sympy = pytest.importorskip("sympy")
+    assert checks.bce_of_blank_decoder(784 * sympy.log(2)) is None          # exact sympy expression
+    assert checks.bce_of_blank_decoder(decimal.Decimal("543.4")) is None
+    assert checks.compression_ratio(fractions.Fraction(49, 4)) is None
+    for bad in (sympy.Symbol("x"), "543.4", 543 + 0j):
+        with pytest.raises(checks.BadAnswer, match="expected a number"):
+            checks.bce_of_blank_decoder(bad)
