@@ -379,3 +379,13 @@ def test_label_share_is_eta_squared():
 def test_label_share_names_bad_arguments(codes, labels, name):
     with pytest.raises(ValueError, match=f"^{name}:"):
         evaluate.label_share(codes, labels)
+
+
+def test_rate_per_example_is_the_kl_part_of_the_negative_elbo(tiny):
+    for model, labels in ((tiny["vae"], None), (tiny["cvae"], tiny["y"])):
+        rate = evaluate.rate_per_example(model, tiny["x"], labels, batch_size=7)
+        assert rate.shape == (60,) and rate.dtype == torch.float64 and (rate >= 0).all()
+        kl = evaluate.negative_elbo(model, tiny["x"], labels).kl  # closed form in the loss too
+        assert float(rate.mean()) == pytest.approx(kl, rel=1e-5)
+    with pytest.raises(TypeError, match="^model:"):
+        evaluate.rate_per_example(tiny["ae"], tiny["x"])

@@ -297,6 +297,18 @@ def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_s
     return torch.cat(mus), torch.cat(logvars)
 
 
+def rate_per_example(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
+    """The rate of each image: the closed-form KL(q(z|x) || N(0, I)) in nats, no sampling (Kingma &
+    Welling 2014, Appendix B). A ``(N,)`` float64 tensor on the CPU; with ``negative_elbo_per_example``
+    it gives each image's distortion (negative ELBO minus rate), for paired comparisons of a β sweep.
+
+    Raises:
+        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels or batch_size.
+    """
+    mu, logvar = _posterior_params(model, images, labels, batch_size)
+    return losses.gaussian_kl(mu, logvar).double()
+
+
 def kl_per_dimension(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
     """The KL(q(z|x) || N(0, I)) of each latent dimension, averaged over ``images``: ``(J,)`` nats.
 
