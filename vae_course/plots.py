@@ -3,6 +3,11 @@ notebook cell can check what it shows (``fig.axes[0].get_title()``, the plotted 
 
 Images may be torch tensors or NumPy arrays of shape ``(N, 1, H, W)``, ``(N, H, W)`` or
 ``(N, H*W)`` (square images), with pixel values in [0, 1].
+
+Every helper checks its arguments first: a wrong one raises ``ValueError`` or ``TypeError`` naming
+it, what was expected and what was received; nothing is clipped or dropped silently (pixels
+outside [0, 1], a non-positive value on a log axis and a dimension beyond the latent size are
+refused). Counts and numbers may be Python, NumPy or 0-d tensor scalars.
 """
 from __future__ import annotations
 
@@ -15,34 +20,81 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from vae_course import losses
+from vae_course import losses, validate
 
 # Ten clearly distinct colours for the ten digits (matplotlib's tab10).
 DIGIT_COLORS = plt.get_cmap("tab10").colors
 
 
-def as_image_array(images) -> np.ndarray:
-    """Images (tensor or array) -> NumPy ``(N, H, W)`` float array in [0, 1]."""
+def as_image_array(images, name: str = "images") -> np.ndarray:
+    """Images (tensor or array) -> NumPy ``(N, H, W)`` float array in [0, 1], N >= 1.
+
+    Raises ``ValueError`` naming ``name`` for another shape, an empty batch, NaN or inf, or pixel
+    values outside [0, 1] (they would be drawn clipped); ``TypeError`` for what is not numbers."""
     if isinstance(images, torch.Tensor):
+        if images.is_complex() or images.is_meta:
+            raise TypeError(f"{name}: expected real pixel values, got a tensor of dtype {images.dtype} on {images.device}")
         images = images.detach().cpu().float().numpy()
-    images = np.asarray(images, dtype=np.float32)
+    try:
+        images = np.asarray(images, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected images as a tensor or array of numbers, got {type(images).__name__}") from None
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
-    elif images.ndim == 2:
+    elif images.ndim == 2 and images.shape[1] > 0:
         side = math.isqrt(images.shape[1])
         if side * side != images.shape[1]:
-            raise ValueError(f"images: expected (N, H*W) with square images, got {images.shape}")
+            raise ValueError(f"{name}: expected (N, H*W) with square images, got {images.shape}")
         images = images.reshape(-1, side, side)
-    elif images.ndim == 3 and images.shape[0] != 0:
-        pass
-    else:
-        raise ValueError(f"images: expected shape (N, 1, H, W), (N, H, W) or (N, H*W), got {images.shape}")
+    elif images.ndim != 3:
+        raise ValueError(f"{name}: expected shape (N, 1, H, W), (N, H, W) or (N, H*W), got {images.shape}")
+    if 0 in images.shape:
+        raise ValueError(f"{name}: expected at least one image of at least one pixel, got shape {images.shape}")
+    if not np.isfinite(images).all():
+        raise ValueError(f"{name}: expected finite pixel values, got {int((~np.isfinite(images)).sum())} NaN or inf")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{name}: expected pixel values in [0, 1], got values in [{low:.4g}, {high:.4g}]")
     return images
 
 
+def _mapping(value, name: str, example: str) -> Mapping:
+    """A non-empty mapping (a dict of named series, histories, images ...)."""
+    if not isinstance(value, Mapping) or not value:
+        got = f"an empty {type(value).__name__}" if isinstance(value, Mapping) else f"{type(value).__name__} {value!r:.60}"
+        raise ValueError(f"{name}: expected a non-empty dict such as {example}, got {got}")
+    return value
+
+
+def _index_pair(dims, name: str, size: int) -> tuple[int, int]:
+    """Two different indices in [0, size) (the two latent dimensions a 2-D figure shows)."""
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__len__") or len(dims) != 2:
+        raise ValueError(f"{name}: expected two different latent indices in [0, {size - 1}] such as (0, 1), got {dims!r}")
+    pair = tuple(validate.integer(d, f"{name}[{i}]", low=0, high=size - 1) for i, d in enumerate(dims))
+    if pair[0] == pair[1]:
+        raise ValueError(f"{name}: expected two different latent indices in [0, {size - 1}], got {dims!r}")
+    return pair
+
+
+def _values(value, name: str) -> np.ndarray:
+    """A tensor, array or sequence of numbers as a 1-D float array (NaN allowed: a gap in a line)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().double()
+    try:
+        array = np.asarray(value, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a sequence of numbers, got {type(value).__name__} {value!r:.60}") from None
+    return array
+
+
 def tile(images, ncols: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
-    """Tile ``(N, H, W)`` images into one ``(rows*(H+pad)-pad, ncols*(W+pad)-pad)`` array."""
+    """Tile ``(N, H, W)`` images into one ``(rows*(H+pad)-pad, ncols*(W+pad)-pad)`` array.
+
+    ``ncols`` >= 1 images per row; ``pad`` >= 0 pixels between them, of value ``pad_value`` in [0, 1]."""
     images = as_image_array(images)
+    ncols = validate.positive_int(ncols, "ncols")
+    pad = validate.integer(pad, "pad", low=0)
+    pad_value = validate.real(pad_value, "pad_value", low=0.0, high=1.0)
     n, h, w = images.shape
     nrows = math.ceil(n / ncols)
     canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value, dtype=np.float32)
@@ -54,10 +106,15 @@ def tile(images, ncols: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray
 
 def image_grid(images, ncols: int = 10, title: str = "", labels: Sequence | None = None,
                size: float = 0.9) -> Figure:
-    """A grid of digits, ``ncols`` per row, optional per-image ``labels`` shown above each."""
+    """A grid of digits, ``ncols`` (>= 1; fewer when there are fewer images) per row, optional
+    per-image ``labels`` (one per image) shown above each; ``size``: inches per image."""
     arr = as_image_array(images)
     n = len(arr)
-    ncols = min(ncols, n)
+    ncols = min(validate.positive_int(ncols, "ncols"), n)
+    size = validate.positive_float(size, "size")
+    if labels is not None and (not hasattr(labels, "__len__") or isinstance(labels, str) or len(labels) != n):
+        got = f"{len(labels)} labels" if hasattr(labels, "__len__") and not isinstance(labels, str) else repr(labels)
+        raise ValueError(f"labels: expected one label per image ({n}), got {got}")
     nrows = math.ceil(n / ncols)
     extra = (0.4 if title else 0) + (0.2 * nrows if labels is not None else 0)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + extra), squeeze=False,
@@ -74,8 +131,12 @@ def image_grid(images, ncols: int = 10, title: str = "", labels: Sequence | None
 
 
 def image_rows(rows: Mapping[str, object], title: str = "", size: float = 0.9) -> Figure:
-    """Several rows of images with a name on the left of each (e.g. original / noisy / denoised)."""
-    arrays = {name: as_image_array(imgs) for name, imgs in rows.items()}
+    """Several rows of images with a name on the left of each (e.g. original / noisy / denoised).
+
+    ``rows``: ``{"row name": images}``, at least one row; ``size``: inches per image."""
+    _mapping(rows, "rows", '{"original": x, "reconstruction": x_hat}')
+    size = validate.positive_float(size, "size")
+    arrays = {name: as_image_array(imgs, f"rows[{name!r}]") for name, imgs in rows.items()}
     ncols = max(len(a) for a in arrays.values())
     fig, axes = plt.subplots(len(arrays), ncols, figsize=(size * ncols + 1.0, size * len(arrays) + 0.4),
                              squeeze=False)
@@ -95,15 +156,29 @@ def image_rows(rows: Mapping[str, object], title: str = "", size: float = 0.9) -
 
 
 def reconstructions(originals, reconstructed, n: int = 10, title: str = "Reconstructions") -> Figure:
-    """Originals above their reconstructions (first ``n`` of each)."""
+    """Originals above their reconstructions (first ``n`` >= 1 of each)."""
+    n = validate.positive_int(n, "n")
+    originals, reconstructed = as_image_array(originals, "originals"), as_image_array(reconstructed, "reconstructed")
     return image_rows({"original": originals[:n], "reconstruction": reconstructed[:n]}, title=title)
 
 
 def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[int, int] = (0, 1),
                    ax: plt.Axes | None = None, max_points: int = 5000) -> Figure:
-    """2-D scatter of latent codes ``z (N, J)`` coloured by digit label ``(N,)``."""
-    z = z.detach().cpu().numpy() if isinstance(z, torch.Tensor) else np.asarray(z)
+    """2-D scatter of latent codes ``z (N, J)`` coloured by digit label ``(N,)`` (integers).
+
+    ``dims``: the two latent dimensions shown (different, below J); the first ``max_points``
+    (>= 1) codes are drawn."""
+    z = z.detach().cpu().double().numpy() if isinstance(z, torch.Tensor) else np.asarray(z, dtype=float)
     labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] < 2:
+        raise ValueError(f"z: expected latent codes of shape (N, J) with N >= 1 and J >= 2, got {z.shape}")
+    if not np.isfinite(z).all():
+        raise ValueError(f"z: expected finite codes, got {int((~np.isfinite(z)).sum())} NaN or inf")
+    if labels.shape != (z.shape[0],) or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels: expected one integer label per code, shape ({z.shape[0]},), "
+                         f"got shape {labels.shape} of dtype {labels.dtype}")
+    dims = _index_pair(dims, "dims", z.shape[1])
+    max_points = validate.positive_int(max_points, "max_points")
     z, labels = z[:max_points], labels[:max_points]
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.2, 5.2))
@@ -123,7 +198,13 @@ def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[
 
 def gaussian_quantiles(n: int, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
     """``n`` points evenly spaced in probability between ``low`` and ``high`` mapped through the
-    standard normal inverse CDF: equal prior mass between neighbours (Kingma & Welling 2014, Fig. 4)."""
+    standard normal inverse CDF: equal prior mass between neighbours (Kingma & Welling 2014, Fig. 4).
+
+    ``n`` >= 1 points (``(n,)`` float32); ``0 < low < high < 1``."""
+    n = validate.positive_int(n, "n")
+    low, high = validate.probability(low, "low"), validate.probability(high, "high")
+    if not low < high:
+        raise ValueError(f"low, high: expected low < high (0 < low < high < 1), got low={low:g}, high={high:g}")
     return torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(low, high, n))
 
 
@@ -133,14 +214,21 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
     """Decode an ``n x n`` grid over two latent dimensions (others 0) at Gaussian quantiles.
 
     ``decode`` maps ``(M, latent_dim)`` latents to ``(M, 1, H, W)`` pixels in [0, 1].
+    ``n`` >= 2 points per side; ``latent_dim`` >= 2; ``dims``: two different dimensions below it.
     ``tile_lines`` draws thin lines between the decoded images (for tiny ones, e.g. 3x3).
     """
+    validate.callable_(decode, "decode")
+    n = validate.integer(n, "n", low=2)
+    latent_dim = validate.integer(latent_dim, "latent_dim", low=2)
+    dims = _index_pair(dims, "dims", latent_dim)
     q = gaussian_quantiles(n)
     z = torch.zeros(n * n, latent_dim)
     # Row r from the top shows the largest z2, as on a plot's y axis.
     z[:, dims[0]] = q.repeat(n)
     z[:, dims[1]] = q.flip(0).repeat_interleave(n)
-    pixels = as_image_array(decode(z))
+    pixels = as_image_array(decode(z), "decode(z)")
+    if len(pixels) != n * n:
+        raise ValueError(f"decode: expected one image per latent point, {n * n} for n={n}, got {len(pixels)}")
     h, w = pixels.shape[1:]
     canvas = tile(pixels, n, pad=0)
     fig, ax = plt.subplots(figsize=(7, 7))
@@ -164,10 +252,24 @@ def manifold_grid(decode: Callable[[torch.Tensor], torch.Tensor], n: int = 20, l
 
 def interpolation(decode: Callable[[torch.Tensor], torch.Tensor], z_start: torch.Tensor, z_end: torch.Tensor,
                   steps: int = 10, title: str = "Linear interpolation in latent space") -> Figure:
-    """Decode ``steps`` points on the straight line from ``z_start`` to ``z_end`` (each ``(J,)``)."""
-    t = torch.linspace(0, 1, steps).unsqueeze(1)
-    z = (1 - t) * z_start.reshape(1, -1).cpu() + t * z_end.reshape(1, -1).cpu()
-    return image_grid(decode(z), ncols=steps, title=title, labels=[f"t={v:.2f}" for v in t.squeeze(1).tolist()])
+    """Decode ``steps`` (>= 2) points on the straight line from ``z_start`` to ``z_end`` (each
+    ``(J,)``, finite; a batch of one ``(1, J)`` is accepted)."""
+    validate.callable_(decode, "decode")
+    ends = []
+    for name, value in (("z_start", z_start), ("z_end", z_end)):
+        value = validate.floating(torch.as_tensor(value) if isinstance(value, np.ndarray) else value, name)
+        if value.numel() == 0 or value.dim() not in (1, 2) or (value.dim() == 2 and value.shape[0] != 1):
+            raise ValueError(f"{name}: expected one latent code of shape (J,), got shape {tuple(value.shape)}")
+        ends.append(validate.finite(value.detach(), name).reshape(1, -1).cpu())
+    if ends[0].shape != ends[1].shape:
+        raise ValueError(f"z_start and z_end: expected the same latent size, got {ends[0].shape[1]} and {ends[1].shape[1]}")
+    steps = validate.integer(steps, "steps", low=2)
+    t = torch.linspace(0, 1, steps, dtype=ends[0].dtype).unsqueeze(1)
+    z = (1 - t) * ends[0] + t * ends[1]
+    pixels = as_image_array(decode(z), "decode(z)")
+    if len(pixels) != steps:
+        raise ValueError(f"decode: expected one image per point, {steps} for steps={steps}, got {len(pixels)}")
+    return image_grid(pixels, ncols=steps, title=title, labels=[f"t={v:.2f}" for v in t.squeeze(1).tolist()])
 
 
 PART_TITLES = {"total": "total: negative ELBO", "reconstruction": "reconstruction: −log p(x|z)",
@@ -177,7 +279,10 @@ PART_TITLES = {"total": "total: negative ELBO", "reconstruction": "reconstructio
 def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total",),
                 title: str = "Training curves", ylabel: str = "nats per example") -> Figure:
     """Loss per epoch for one or more ``History`` objects (``{"name": history}``), train solid and
-    test dashed, one panel per loss part."""
+    test dashed, one panel per loss part (``parts``: names such as ``("total", "kl")``; one name
+    alone, ``"kl"``, is one panel)."""
+    parts = (parts,) if isinstance(parts, str) else tuple(parts)
+    _check_histories(histories, parts)
     fig, axes = plt.subplots(1, len(parts), figsize=(5.2 * len(parts), 3.8), squeeze=False)
     for ax, part in zip(axes.flat, parts):
         for i, (name, h) in enumerate(histories.items()):
@@ -198,12 +303,34 @@ def loss_curves(histories: Mapping[str, object], parts: Sequence[str] = ("total"
     return fig
 
 
+def _check_histories(histories, parts: Sequence[str]) -> None:
+    """At least one history, at least one part, and every history has every part recorded."""
+    _mapping(histories, "histories", '{"VAE": history}')
+    if not parts:
+        raise ValueError("parts: expected at least one loss part such as 'total', got none")
+    for name, h in histories.items():
+        train = getattr(h, "train", None)
+        if not isinstance(train, Mapping):
+            raise TypeError(f"histories[{name!r}]: expected a History (from fit), got {type(h).__name__}")
+        for part in parts:
+            if part not in train or not len(train[part]):
+                raise ValueError(f"parts: expected loss parts that histories[{name!r}] recorded "
+                                 f"({', '.join(k for k in train if len(train[k]))}), got {part!r}")
+
+
 def normal_pdf(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
+    """The density of N(mu, sigma^2) at ``x`` (sigma > 0)."""
     return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
 
 
 def draw_gaussians(ax: plt.Axes, mu: float, sigma: float, kl: float | None = None, xlim: float = 6.0) -> None:
-    """Draw q = N(mu, sigma^2) against the prior N(0, 1) on ``ax`` (used by the KL explorer)."""
+    """Draw q = N(mu, sigma^2) against the prior N(0, 1) on ``ax`` (used by the KL explorer).
+
+    ``mu`` finite, ``sigma`` > 0, ``kl`` (nats, shown in the title) finite or None; the x axis
+    spans [-xlim, xlim]."""
+    mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")
+    kl = None if kl is None else validate.real(kl, "kl")
+    xlim = validate.positive_float(xlim, "xlim")
     x = np.linspace(-xlim, xlim, 600)
     ax.clear()
     ax.fill_between(x, normal_pdf(x, 0.0, 1.0), color="0.75", label="prior $p(z)=\\mathcal{N}(0,1)$")
@@ -219,8 +346,14 @@ def draw_gaussians(ax: plt.Axes, mu: float, sigma: float, kl: float | None = Non
 def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z) against the prior",
                        ncols: int = 3) -> Figure:
     """One panel per ``(mu, sigma)`` pair, ``ncols`` per row: q against N(0, 1), with the
-    closed-form KL in the title."""
-    ncols = min(ncols, len(params))
+    closed-form KL in the title. ``params``: at least one pair, mu finite and sigma > 0."""
+    if isinstance(params, (str, bytes, Mapping)) or not hasattr(params, "__len__") or not len(params):
+        raise ValueError(f"params: expected a non-empty list of (mu, sigma) pairs such as [(0, 1), (1, 0.5)], got {params!r:.60}")
+    for i, pair in enumerate(params):
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise ValueError(f"params[{i}]: expected a (mu, sigma) pair, got {pair!r}")
+        validate.real(pair[0], f"params[{i}] mu"), validate.positive_float(pair[1], f"params[{i}] sigma")
+    ncols = min(validate.positive_int(ncols, "ncols"), len(params))
     nrows = math.ceil(len(params) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.5 * nrows), squeeze=False)
     for ax in axes.flat[len(params):]:
@@ -236,10 +369,24 @@ def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z)
 
 def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: str,
               logx: bool = False, logy: bool = False, markers: bool = True) -> Figure:
-    """Several named curves over the same x (e.g. bounds vs a parameter, variance vs samples)."""
+    """Several named curves over the same x (e.g. bounds vs a parameter, variance vs samples).
+
+    ``series``: ``{"name": y}``, each y as long as ``x``. On a log axis (``logx``, ``logy``) every
+    value must be > 0: matplotlib would leave the others out without a word. NaN is a gap."""
+    _mapping(series, "series", '{"ELBO": values}')
+    xs = _values(x, "x")
+    curves = {name: _values(y, f"series[{name!r}]") for name, y in series.items()}
+    for name, y in curves.items():
+        if len(y) != len(xs):
+            raise ValueError(f"series[{name!r}]: expected one value per x ({len(xs)}), got {len(y)}")
+    for axis, flag, arrays in (("x", logx, {"x": xs}), ("y", logy, {f"series[{n!r}]": y for n, y in curves.items()})):
+        for name, values in arrays.items():
+            if flag and (values <= 0).any():
+                raise ValueError(f"{name}: expected values > 0 on a log {axis} axis (log{axis}=True), "
+                                 f"got {int((values <= 0).sum())} values <= 0 (smallest {values[values <= 0].min():.4g})")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, y in series.items():
-        ax.plot(x, np.asarray(y, dtype=float), marker="o" if markers else None, ms=4, label=name)
+    for name, y in curves.items():
+        ax.plot(xs, y, marker="o" if markers else None, ms=4, label=name)
     ax.set_xscale("log" if logx else "linear")
     ax.set_yscale("log" if logy else "linear")
     return _labelled(fig, ax, xlabel, ylabel, title)
@@ -251,8 +398,16 @@ def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruct
     ``anomalies`` / ``normal`` name the two groups on the axes (e.g. "rotated digits")."""
     from sklearn.metrics import RocCurveDisplay
 
+    scores, flags = _values(scores, "scores"), np.asarray(torch.as_tensor(is_anomaly).cpu()).ravel()
+    if flags.dtype != bool or flags.shape != scores.shape:
+        raise ValueError(f"is_anomaly: expected one bool per score ({len(scores)}), got shape {flags.shape} of dtype {flags.dtype}")
+    if not np.isfinite(scores).all():
+        raise ValueError(f"scores: expected finite scores, got {int((~np.isfinite(scores)).sum())} NaN or inf")
+    if flags.all() or not flags.any():
+        raise ValueError(f"is_anomaly: expected both anomalies (True) and normal examples (False), "
+                         f"got {int(flags.sum())} True of {len(flags)}")
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
-    RocCurveDisplay.from_predictions(np.asarray(is_anomaly), np.asarray(scores), ax=ax, name="reconstruction error")
+    RocCurveDisplay.from_predictions(flags, scores, ax=ax, name="reconstruction error")
     ax.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
     ax.set_xlabel(f"false alarms: fraction of {normal} flagged")
     ax.set_ylabel(f"detections: fraction of {anomalies} flagged")
@@ -270,14 +425,28 @@ def gaussian_contours(gaussians: Mapping[str, tuple], title: str = "Gaussians in
     as ellipses at Mahalanobis distances ``levels`` (1 and 2: about 39% and 86% of the mass), the
     first solid and the others dashed, with a ``+`` at the mean; axes have equal scales.
     """
+    _mapping(gaussians, "gaussians", '{"posterior": (mean, cov)}')
+    levels = [validate.positive_float(level, f"levels[{i}]") for i, level in enumerate(levels)]
+    if not levels:
+        raise ValueError("levels: expected at least one Mahalanobis distance such as (1.0, 2.0), got none")
+    checked = {}
+    for name, pair in gaussians.items():
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise ValueError(f"gaussians[{name!r}]: expected a (mean, cov) pair, got {type(pair).__name__}")
+        mean, cov = (np.asarray(torch.as_tensor(v).detach().cpu(), dtype=float) for v in pair)
+        if mean.size != 2 or cov.size != 4:
+            raise ValueError(f"gaussians[{name!r}]: expected a mean of shape (2,) and a (2, 2) covariance, "
+                             f"got shapes {mean.shape} and {cov.shape}")
+        mean, cov = mean.reshape(2), cov.reshape(2, 2)
+        if not (np.isfinite(mean).all() and np.isfinite(cov).all()):
+            raise ValueError(f"gaussians[{name!r}]: expected a finite mean and covariance, got NaN or inf")
+        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
+            raise ValueError(f"gaussians[{name!r}]: expected a symmetric positive-definite (2, 2) covariance, got {cov.tolist()}")
+        checked[name] = mean, cov
     fig, ax = plt.subplots(figsize=(7.8, 4.8))
     angle = np.linspace(0.0, 2.0 * np.pi, 200)
     circle = np.stack([np.cos(angle), np.sin(angle)])  # (2, 200)
-    for i, (name, (mean, cov)) in enumerate(gaussians.items()):
-        mean = np.asarray(torch.as_tensor(mean).detach().cpu(), dtype=float).reshape(2)
-        cov = np.asarray(torch.as_tensor(cov).detach().cpu(), dtype=float).reshape(2, 2)
-        if not np.allclose(cov, cov.T) or np.linalg.eigvalsh(cov).min() <= 0:
-            raise ValueError(f"gaussians[{name!r}]: expected a symmetric positive-definite (2, 2) covariance")
+    for i, (name, (mean, cov)) in enumerate(checked.items()):
         root = np.linalg.cholesky(cov)
         color = f"C{i}"
         for j, level in enumerate(levels):
@@ -302,12 +471,24 @@ def prior_ellipses(ax: plt.Axes, means, logvars, weights=None, level: float = 2.
     mixture weight (relative to the largest), and a ``+`` at its mean; equal axis scales.
 
     Args: ``means``, ``logvars`` ``(C, 2)`` (or ``(C, J)``: the first two dimensions are drawn);
-    ``weights`` ``(K,)`` summing to 1 (default equal). Returns the axes' figure.
+    ``weights`` ``(C,)`` >= 0 summing to 1 (default equal); ``level`` > 0. Returns the axes' figure.
     """
-    means = np.asarray(torch.as_tensor(means).detach().cpu(), dtype=float)[:, :2]
-    sigmas = np.exp(0.5 * np.asarray(torch.as_tensor(logvars).detach().cpu(), dtype=float))[:, :2]
+    means = np.asarray(torch.as_tensor(means).detach().cpu(), dtype=float)
+    logvars = np.asarray(torch.as_tensor(logvars).detach().cpu(), dtype=float)
+    if means.ndim != 2 or means.shape[0] == 0 or means.shape[1] < 2:
+        raise ValueError(f"means: expected shape (C, J) with C >= 1 and J >= 2, got {means.shape}")
+    if logvars.shape != means.shape:
+        raise ValueError(f"logvars: expected the shape of means {means.shape}, got {logvars.shape}")
+    for name, value in (("means", means), ("logvars", logvars)):
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name}: expected finite values, got {int((~np.isfinite(value)).sum())} NaN or inf")
+    means, sigmas = means[:, :2], np.exp(0.5 * logvars)[:, :2]
     k = len(means)
     weights = np.full(k, 1.0 / k) if weights is None else np.asarray(torch.as_tensor(weights).detach().cpu(), dtype=float)
+    if weights.shape != (k,) or not np.isfinite(weights).all() or (weights < 0).any() or abs(weights.sum() - 1) > 1e-4:
+        raise ValueError(f"weights: expected {k} finite weights >= 0 summing to 1 (one per component), "
+                         f"got shape {weights.shape} summing to {weights.sum():.6g}")
+    level = validate.positive_float(level, "level")
     angle = np.linspace(0.0, 2.0 * np.pi, 100)
     widths = 0.6 + 2.4 * weights / weights.max()  # the heaviest component gets 3 points
     for i, (mean, sigma, width) in enumerate(zip(means, sigmas, widths)):
@@ -325,6 +506,7 @@ def loss_vs_time(histories: Mapping[str, object], part: str = "total", title: st
     """For each ``History`` (``{"name": history}``, trained with ``test_images``), the test loss
     ``part`` after each epoch against the training seconds spent so far (evaluation time not
     counted): which model is better for a given wall-clock budget."""
+    _check_histories(histories, (part,))
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     for i, (name, h) in enumerate(histories.items()):
         if not h.test[part]:
@@ -353,6 +535,14 @@ def rate_distortion(curves: Mapping[str, Mapping[str, tuple[float, float]]],
     ``iso_elbo_through``: a point label (e.g. ``"β=1"``); a dashed line rate + distortion = that point's
     value is drawn through it, so points above it have a larger negative ELBO, points below a smaller one.
     """
+    _mapping(curves, "curves", '{"beta sweep": {"β=1": (rate, distortion)}}')
+    for name, points in curves.items():
+        _mapping(points, f"curves[{name!r}]", '{"β=1": (rate, distortion)}')
+        for label, point in points.items():
+            where = f"curves[{name!r}][{label!r}]"
+            if isinstance(point, (str, bytes)) or not hasattr(point, "__len__") or len(point) != 2:
+                raise ValueError(f"{where}: expected a (rate, distortion) pair, got {point!r}")
+            validate.real(point[0], f"{where} rate"), validate.real(point[1], f"{where} distortion")
     if iso_elbo_through is not None and not any(iso_elbo_through in points for points in curves.values()):
         labels = [str(label) for points in curves.values() for label in points]
         raise ValueError(f"iso_elbo_through: expected one of the point labels {labels}, got {iso_elbo_through!r}")
@@ -401,10 +591,20 @@ def kl_per_dimension(kls: Mapping[str, object], title: str = "KL of each latent 
     """The KL (nats, log scale) of each latent dimension, sorted from largest to smallest, one line
     per model (``{"β=1": (J,) KLs, ...}``). A dimension near zero is collapsed: q(z_j|x) = p(z_j).
     ``threshold``: a dashed horizontal line (e.g. the free-bits lambda), named ``threshold_label`` in
-    the legend (default: its value in nats)."""
+    the legend (default: its value in nats). ``kls``: at least one model, each with at least one
+    finite KL; ``threshold`` > 0 (the axis is logarithmic)."""
+    _mapping(kls, "kls", '{"β=1": kl_per_dimension}')
+    curves = {}
+    for name, kl in kls.items():
+        values = _values(kl, f"kls[{name!r}]")
+        if values.size == 0 or not np.isfinite(values).all():
+            raise ValueError(f"kls[{name!r}]: expected at least one finite KL value (nats), got {values.size} values "
+                             f"with {int((~np.isfinite(values)).sum())} NaN or inf")
+        curves[name] = values
+    threshold = None if threshold is None else validate.positive_float(threshold, "threshold")
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    for i, (name, kl) in enumerate(kls.items()):
-        values = np.sort(np.asarray(torch.as_tensor(kl).detach().cpu(), dtype=float).ravel())[::-1]
+    for i, (name, values) in enumerate(curves.items()):
+        values = np.sort(values)[::-1]
         ax.plot(np.arange(1, len(values) + 1), np.clip(values, 1e-4, None), marker="o", ms=4, color=f"C{i}", label=name)
     if threshold is not None:
         ax.axhline(threshold, color="0.4", linestyle="--", lw=1, label=threshold_label or f"{threshold:g} nats")

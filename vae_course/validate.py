@@ -2,6 +2,10 @@
 what was received, so a learner sees at once which call went wrong."""
 from __future__ import annotations
 
+import math
+import numbers
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,29 +68,98 @@ def same_shape(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
         raise ValueError(f"{a_name} and {b_name}: expected the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
+# ---------------------------------------------------------------- numbers
+# A number may be a Python int or float, a NumPy scalar (np.int64, np.float32, ...) or a 0-d
+# tensor or array (any device; one that requires grad gives its value). bool is refused (True is
+# not a count), so are strings, None and arrays with more than one element. Every numeric check
+# raises ValueError (the wrong type included) naming the argument, what was expected and what was
+# received, and returns a plain Python int or float, so callers never carry a tensor onward.
+
+def _describe(value) -> str:
+    """How a received value is named in a message: its type, then its value (or its shape)."""
+    if isinstance(value, (Tensor, np.ndarray)) and value.ndim > 0:
+        dtype = value.dtype
+        return f"{type(value).__name__} of shape {tuple(value.shape)} (dtype {dtype})"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _number(value, name: str, expected: str) -> int | float:
+    """``value`` as a Python int or float, or ValueError naming ``name`` and ``expected``."""
+    plain = value
+    if isinstance(value, Tensor) and value.ndim == 0:
+        if value.dtype != torch.bool and not value.is_complex() and not value.is_meta:
+            plain = value.item()  # detached, copied from its device: a Python int or float
+    elif isinstance(value, (np.ndarray, np.generic)) and value.ndim == 0:
+        if value.dtype.kind in "iuf":  # signed, unsigned, floating (not bool, complex, str)
+            plain = value.item()
+    if isinstance(plain, bool) or not isinstance(plain, numbers.Real):
+        raise ValueError(f"{name}: expected {expected}, got {_describe(value)}")
+    return int(plain) if isinstance(plain, numbers.Integral) else float(plain)
+
+
+def integer(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """An integer in ``[low, high]`` (either bound may be None) as a Python int.
+
+    A float is refused even when whole (``steps=1e4``: write ``10_000``), so a count is never a
+    rounded value."""
+    if low is not None and high is not None:
+        bounds = f" in [{low}, {high}]" if high < 2**32 else f" in [{low}, 2**{(high + 1).bit_length() - 1})"
+    else:
+        bounds = f" >= {low}" if low is not None else f" <= {high}" if high is not None else ""
+    expected = f"an integer{bounds} (int, NumPy integer or 0-d integer tensor)"
+    number = _number(value, name, expected)
+    if not isinstance(number, int):
+        hint = f" (write {int(number)})" if math.isfinite(number) and number == int(number) else ""
+        raise ValueError(f"{name}: expected {expected}, got {_describe(value)}{hint}")
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise ValueError(f"{name}: expected {expected}, got {_describe(value)}")
+    return number
+
+
 def positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value!r}")
-    return value
+    """An integer >= 1 (a count: steps, batch size, samples, dimensions) as a Python int."""
+    return integer(value, name, low=1)
 
 
 def seed(value, name: str = "seed") -> int:
-    """A random seed: an int in [0, 2**63) (a numpy integer or a 0-d integer tensor is accepted)."""
-    import numbers
+    """A random seed: an integer in [0, 2**63) (a NumPy integer or a 0-d integer tensor is accepted)."""
+    return integer(value, name, low=0, high=2**63 - 1)
 
-    if isinstance(value, Tensor) and value.dim() == 0 and not value.is_floating_point() and value.dtype != torch.bool:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) < 2**63:
-        raise ValueError(f"{name}: expected an int in [0, 2**63), got {type(value).__name__} {value!r}")
-    return int(value)
+
+def real(value, name: str, low: float | None = None, high: float | None = None,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """A finite number (NaN and inf refused) within optional bounds, as a Python float.
+
+    ``low``/``high``: the bounds; ``low_open``/``high_open``: the bound itself is excluded."""
+    parts = []
+    if low is not None:
+        parts.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        parts.append(f"{'<' if high_open else '<='} {high:g}")
+    expected = "a finite number" + (" " + " and ".join(parts) if parts else "")
+    number = float(_number(value, name, expected))
+    too_low = low is not None and (number < low or (low_open and number == low))
+    too_high = high is not None and (number > high or (high_open and number == high))
+    if not math.isfinite(number) or too_low or too_high:
+        raise ValueError(f"{name}: expected {expected}, got {_describe(value)}")
+    return number
 
 
 def positive_float(value, name: str, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    if not ok or value < 0 or (value == 0 and not allow_zero) or value == float("inf"):
-        expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-    return float(value)
+    """A finite number > 0 (>= 0 with ``allow_zero``) as a Python float: rates, weights, scales."""
+    return real(value, name, low=0.0, low_open=not allow_zero)
+
+
+def probability(value, name: str) -> float:
+    """A number strictly between 0 and 1 (a quantile's probability level), as a Python float."""
+    return real(value, name, low=0.0, high=1.0, low_open=True, high_open=True)
+
+
+def callable_(value, name: str):
+    """A function (anything callable), e.g. ``corrupt``: ``x -> corrupted x``."""
+    if not callable(value):
+        raise TypeError(f"{name}: expected a callable (a function such as x -> corrupted x), got {_describe(value)}")
+    return value
 
 
 def device(value, name: str = "device") -> torch.device:
