@@ -4,6 +4,10 @@ CVAE, and a KL explorer.
 Each widget is a ``VBox`` that keeps what it shows in plain attributes (``pixels``, ``kl``,
 ``png``), so tests and notebook cells can move a slider (``w.sliders[0].value = 1.5``) and check
 that the picture changed, with no browser.
+
+A value the learner types is shown exactly or refused, never clamped: a slider set outside its
+range raises ``ValueError`` naming the slider and its range (ipywidgets would quietly show the
+nearest end instead), and ``kl_explorer(mu=5)`` widens the slider's range to include 5.
 """
 from __future__ import annotations
 
@@ -15,25 +19,52 @@ import ipywidgets as widgets
 import matplotlib
 import numpy as np
 import torch
+import traitlets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vae_course import losses, plots
+from vae_course import losses, plots, validate
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 8) -> bytes:
-    """A ``(H, W)`` array in [0, 1] -> PNG bytes, enlarged ``scale`` times (dark ink on white)."""
-    big = np.kron(np.clip(pixels, 0, 1), np.ones((scale, scale)))
+    """A ``(H, W)`` array in [0, 1] -> PNG bytes, enlarged ``scale`` (>= 1) times (dark ink on white)."""
+    scale = validate.positive_int(scale, "scale")
+    pixels = np.asarray(pixels, dtype=float) if not isinstance(pixels, torch.Tensor) else pixels.detach().cpu().double().numpy()
+    if pixels.ndim != 2:
+        raise ValueError(f"pixels: expected one image of shape (H, W), got shape {pixels.shape}")
+    plots.as_image_array(pixels[None], "pixels")  # finite, in [0, 1]: nothing is clipped
+    big = np.kron(pixels, np.ones((scale, scale)))
     buf = io.BytesIO()
     matplotlib.image.imsave(buf, big, cmap="gray_r", vmin=0, vmax=1, format="png")
     return buf.getvalue()
 
 
+class StrictFloatSlider(widgets.FloatSlider):
+    """A ``FloatSlider`` that refuses a value outside [min, max] (``ValueError`` naming the slider
+    and its range) where ipywidgets' own would quietly show the nearest end of the range."""
+
+    argument = ""  # how messages name the slider, e.g. "sliders[0] (z1)"; default: its description
+
+    @traitlets.validate("value")
+    def _validate_value(self, proposal):
+        name = self.argument or self.description
+        value = validate.real(proposal["value"], name)
+        if not self.min <= value <= self.max:
+            raise ValueError(f"{name}: expected a value in [{self.min:g}, {self.max:g}] (the slider's "
+                             f"range; nothing is clamped), got {value!r}")
+        return value
+
+
 class LatentSliders(widgets.VBox):
     """Sliders for latent dimensions (plus a digit selector for a CVAE) and the decoded image.
 
+    Args: ``dims``: different latent indices below ``model.latent_dim`` (default: the first 8);
+    ``limit`` > 0: each slider spans [-limit, limit]; ``step`` > 0: the sliders' step;
+    ``scale`` >= 1: the image is enlarged that many times.
+
     Attributes:
-        sliders: one ``FloatSlider`` per shown latent dimension.
+        sliders: one ``StrictFloatSlider`` per shown latent dimension (a value outside
+            [-limit, limit] is refused, not clamped).
         digit: a ``ToggleButtons`` for the class (CVAE only, else None).
         image: the ``ipywidgets.Image`` showing the decoded digit.
         pixels: ``(H, W)`` NumPy array now shown. z: ``(latent_dim,)`` tensor now decoded.
@@ -44,15 +75,15 @@ class LatentSliders(widgets.VBox):
         super().__init__()
         self.model = model
         latent_dim = model.latent_dim
-        dims = list(range(min(latent_dim, 8))) if dims is None else list(dims)
-        for d in dims:
-            if not (isinstance(d, int) and 0 <= d < latent_dim):
-                raise ValueError(f"dims: expected latent indices in [0, {latent_dim - 1}], got {dims!r}")
-        self.dims, self.scale = dims, scale
+        dims = list(range(min(latent_dim, 8))) if dims is None else _check_dims(dims, latent_dim)
+        limit, step = validate.positive_float(limit, "limit"), validate.positive_float(step, "step")
+        self.dims, self.scale = dims, validate.positive_int(scale, "scale")
         self.z = torch.zeros(latent_dim)
-        self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=step,
+        self.sliders = [StrictFloatSlider(value=0.0, min=-limit, max=limit, step=step,
                                             description=f"z{d + 1}", continuous_update=True,
                                             readout_format=".2f") for d in dims]
+        for i, (d, s) in enumerate(zip(dims, self.sliders)):
+            s.argument = f"sliders[{i}] (z{d + 1})"
         self.digit = None
         controls: list[widgets.Widget] = []
         if model.conditional:
@@ -97,6 +128,18 @@ class LatentSliders(widgets.VBox):
         self.caption.value = f"<small>{label}z = [{', '.join(f'{v:.2f}' for v in self.z.tolist()[:8])}]</small>"
 
 
+def _check_dims(dims, latent_dim: int) -> list[int]:
+    """``dims``: at least one latent index, all different, each in [0, latent_dim)."""
+    if isinstance(dims, (str, bytes)) or not hasattr(dims, "__iter__"):
+        raise ValueError(f"dims: expected a list of latent indices in [0, {latent_dim - 1}], got {dims!r}")
+    if isinstance(dims, torch.Tensor):
+        dims = dims.reshape(-1)  # a 1-D tensor of indices: each one a 0-d tensor below
+    checked = [validate.integer(d, f"dims[{i}]", low=0, high=latent_dim - 1) for i, d in enumerate(dims)]
+    if not checked or len(set(checked)) != len(checked):
+        raise ValueError(f"dims: expected at least one latent index, all different, in [0, {latent_dim - 1}], got {checked}")
+    return checked
+
+
 def latent_sliders(model, dims=None, limit: float = 3.0) -> LatentSliders:
     """Sliders over ``model``'s latent dimensions (the first 8, or ``dims``) and the decoded digit.
 
@@ -115,8 +158,9 @@ def cvae_sliders(model, dims=None, limit: float = 3.0) -> LatentSliders:
 
 def gaussian_kl_1d(mu: float, sigma: float) -> float:
     """KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (sigma^2 - ln sigma^2 - 1 + mu^2), in nats: the
-    package's ``losses.gaussian_kl`` for one latent dimension."""
-    mu_t = torch.tensor([[float(mu)]], dtype=torch.float64)
+    package's ``losses.gaussian_kl`` for one latent dimension (mu finite, sigma > 0)."""
+    mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")
+    mu_t = torch.tensor([[mu]], dtype=torch.float64)
     logvar_t = torch.tensor([[2.0 * math.log(sigma)]], dtype=torch.float64)
     return float(losses.gaussian_kl(mu_t, logvar_t))
 
@@ -125,14 +169,22 @@ class KLExplorer(widgets.VBox):
     """Sliders for mu and sigma of q(z) = N(mu, sigma^2); shows q against the prior N(0, 1) and
     the closed-form KL in nats.
 
-    Attributes: ``mu``, ``sigma`` (FloatSliders), ``kl`` (float, nats), ``png`` (bytes of the
-    current figure), ``image`` (the Image widget), ``last_update_ms``.
+    Args: the starting ``mu`` (finite) and ``sigma`` (> 0). The sliders span mu in [-3, 3] and
+    sigma in [0.1, 3], widened to include the values given, which are shown exactly.
+
+    Attributes: ``mu``, ``sigma`` (StrictFloatSliders: a value set outside their range is refused,
+    not clamped), ``kl`` (float, nats), ``png`` (bytes of the current figure), ``image`` (the
+    Image widget), ``last_update_ms``.
     """
 
     def __init__(self, mu: float = 0.0, sigma: float = 1.0):
         super().__init__()
-        self.mu = widgets.FloatSlider(value=mu, min=-3.0, max=3.0, step=0.05, description="μ")
-        self.sigma = widgets.FloatSlider(value=sigma, min=0.1, max=3.0, step=0.05, description="σ")
+        mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")
+        mu_limit = max(3.0, abs(mu))  # widened, never clamped: the slider shows what was typed
+        self.mu = StrictFloatSlider(value=mu, min=-mu_limit, max=mu_limit, step=0.05, description="μ")
+        self.sigma = StrictFloatSlider(value=sigma, min=min(0.1, sigma), max=max(3.0, sigma), step=0.05,
+                                       description="σ")
+        self.mu.argument, self.sigma.argument = "mu (μ)", "sigma (σ)"
         self.readout = widgets.HTML()
         self.image = widgets.Image(format="png")
         # A Figure not attached to pyplot: it is never shown twice by the inline backend.
