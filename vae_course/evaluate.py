@@ -189,7 +189,7 @@ def importance_weighted_nll(model: VAE, images: Tensor, k: int = 100, labels: Te
     Raises:
         TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, k or batch_size.
     """
-    validate.positive_int(k, "k")
+    k = validate.positive_int(k, "k")
     return importance_weighted_nlls(model, images, (k,), labels, batch_size, seed)[k]
 
 
@@ -237,7 +237,7 @@ def importance_weighted_nlls_per_example(model: VAE, images: Tensor, ks=(1, 5, 5
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
-    ks = tuple(ks) if isinstance(ks, (tuple, list)) else ks
+    ks = tuple(validate.positive_int(k, f"ks[{i}]") for i, k in enumerate(ks)) if isinstance(ks, (tuple, list)) else ks
     if (not isinstance(ks, tuple) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks)
             or any(b <= a or b % a for a, b in zip(ks, ks[1:]))):
         raise ValueError(f"ks: expected increasing positive ints, each dividing the next (e.g. (1, 5, 50)), got {ks!r}")

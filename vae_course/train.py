@@ -59,9 +59,9 @@ def epochs_for_steps(steps: int, n_examples: int, batch_size: int = 128) -> int:
     notebooks set a step budget and derive epochs from the size of the data they got (the
     4,500-digit offline subset or the 60,000 digits of full MNIST).
     """
-    validate.positive_int(steps, "steps")
-    validate.positive_int(n_examples, "n_examples")
-    validate.positive_int(batch_size, "batch_size")
+    steps = validate.positive_int(steps, "steps")
+    n_examples = validate.positive_int(n_examples, "n_examples")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     steps_per_epoch = -(-n_examples // batch_size)  # ceil: the last batch may be smaller
     return max(1, round(steps / steps_per_epoch))
 
@@ -127,9 +127,7 @@ def _check_beta(beta) -> Callable[[int], float]:
             return validate.positive_float(beta(step), f"beta (the schedule's value at step {step})", allow_zero=True)
         schedule(0)  # a schedule that fails at once fails before any training
         return schedule
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise ValueError(f"beta: expected a number >= 0 or a callable step -> beta, got {type(beta).__name__} {beta!r}")
-    constant = validate.positive_float(beta, "beta", allow_zero=True)
+    constant = validate.positive_float(beta, "beta (a number, or a callable step -> beta)", allow_zero=True)
     return lambda step: constant
 
 
@@ -194,7 +192,7 @@ def fit(
     _check_model(model)
     epochs = validate.positive_int(epochs, "epochs")
     batch_size = validate.positive_int(batch_size, "batch_size")
-    validate.positive_float(lr, "lr")
+    lr = validate.positive_float(lr, "lr")
     beta_at = _check_beta(beta)
     free_bits = validate.positive_float(free_bits, "free_bits", allow_zero=True)
     if free_bits and "free_bits" not in inspect.signature(model.loss).parameters:
@@ -204,6 +202,8 @@ def fit(
         _check_data(model, test_images, test_labels, "test_images")
     if corrupt is not None and not isinstance(model, Autoencoder):
         raise ValueError(f"corrupt: only an Autoencoder can be trained to denoise, got a {type(model).__name__}")
+    if corrupt is not None:
+        validate.callable_(corrupt, "corrupt")
     device = validate.device(device, "device") if device is not None else settings().device
     seed = validate.seed(seed, "seed")
     if checkpoint is not None:
