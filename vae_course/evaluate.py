@@ -390,7 +390,7 @@ def train_digit_classifier(images: Tensor, labels: Tensor, neighbors: int = 5):
     validate.floating(images, "images")
     validate.images(images, "images", tuple(images.shape[1:]))
     validate.labels(labels, "labels", images.shape[0], int(labels.max()) + 1)
-    validate.positive_int(neighbors, "neighbors")
+    neighbors = validate.positive_int(neighbors, "neighbors")
     return KNeighborsClassifier(n_neighbors=neighbors, weights="distance").fit(images.flatten(1).cpu().numpy(), labels.cpu().numpy())
 
 
