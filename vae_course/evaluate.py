@@ -37,6 +37,7 @@ def _batches(model, images, labels, batch_size):
 
 
 def _seeded(seed: int, device: torch.device):
+    seed = validate.seed(seed)  # before the fork: a refused seed leaves no RNG context open
     devices = [device] if device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices)
     rng.__enter__()
