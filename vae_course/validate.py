@@ -121,6 +121,16 @@ def positive_int(value, name: str) -> int:
     return integer(value, name, low=1)
 
 
+def positive_ints(value, name: str, example: str = "(400,)", min_len: int = 1) -> tuple[int, ...]:
+    """A sequence of at least ``min_len`` integers >= 1 (an image shape, layer widths) as a tuple
+    of Python ints; each element as ``positive_int`` accepts it (a message names ``name[i]``)."""
+    sequence = isinstance(value, (tuple, list)) or (isinstance(value, (Tensor, np.ndarray)) and value.ndim == 1)
+    if not sequence or len(value) < min_len:
+        raise ValueError(f"{name}: expected a sequence of at least {min_len} integers >= 1 such as {example}, "
+                         f"got {_describe(value)}")
+    return tuple(positive_int(v, f"{name}[{i}]") for i, v in enumerate(value))
+
+
 def seed(value, name: str = "seed") -> int:
     """A random seed: an integer in [0, 2**63) (a NumPy integer or a 0-d integer tensor is accepted)."""
     return integer(value, name, low=0, high=2**63 - 1)
