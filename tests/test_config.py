@@ -10,7 +10,7 @@ import torch
 import vae_course
 from vae_course import config
 
-VARS = ("VAE_COURSE_MODE", "VAE_COURSE_DEVICE", "VAE_COURSE_DATA_DIR", "VAE_COURSE_OFFLINE")
+VARS = ("VAE_COURSE_MODE", "VAE_COURSE_DEVICE", "VAE_COURSE_DATA_DIR", "VAE_COURSE_OFFLINE", "VAE_COURSE_CACHE_DIR")
 
 
 @pytest.fixture
@@ -28,6 +28,7 @@ def test_defaults(env):
     assert s.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # run from a checkout (pyproject.toml beside the package): data/ in the repository
     assert s.data_dir == Path(__file__).resolve().parent.parent / "data"
+    assert s.cache_dir == Path(__file__).resolve().parent.parent / "build" / "cache"
     assert vae_course.settings is config.settings
 
 
@@ -61,11 +62,58 @@ def test_bad_settings_name_the_variable_and_the_value(env, name, value):
     assert repr(value) in str(info.value)
 
 
-def test_data_dir_that_is_a_file_is_refused(env, tmp_path):
+@pytest.mark.parametrize("name", ["VAE_COURSE_DATA_DIR", "VAE_COURSE_CACHE_DIR"])
+def test_a_folder_that_is_a_file_is_refused(env, tmp_path, name):
     (tmp_path / "file").write_text("x")
-    env.setenv("VAE_COURSE_DATA_DIR", str(tmp_path / "file"))
-    with pytest.raises(ValueError, match="^VAE_COURSE_DATA_DIR: expected a directory"):
+    env.setenv(name, str(tmp_path / "file"))
+    with pytest.raises(ValueError, match=f"^{name}: expected a directory, got '.*file', which is a file"):
         config.settings()
+
+
+@pytest.mark.parametrize("value", ["off", "", "~/models", "relative/models"])
+def test_cache_dir(env, tmp_path, value):
+    """``off`` switches the model cache off; a path (``~`` expanded) moves it; empty is the default."""
+    env.setenv("HOME", str(tmp_path))
+    env.setenv("VAE_COURSE_CACHE_DIR", value)
+    expected = {"off": None, "": config.REPO_ROOT / "build" / "cache", "~/models": tmp_path / "models",
+                "relative/models": Path("relative/models")}[value]
+    assert config.settings().cache_dir == expected
+
+
+@pytest.mark.parametrize("value", ["OFF", "Off", "off ", "none"])
+def test_only_off_switches_the_cache_off(env, value):
+    """Strict: anything but exactly ``off`` is a folder name, never a silent switch."""
+    env.setenv("VAE_COURSE_CACHE_DIR", value)
+    assert config.settings().cache_dir == Path(value)
+
+
+def test_setup_seeds_loads_and_says_so_in_one_line(env, capsys):
+    import numpy as np
+
+    env.setenv("VAE_COURSE_MODE", "fast")
+    env.setenv("VAE_COURSE_OFFLINE", "1")
+    env.setenv("VAE_COURSE_DEVICE", "cpu")
+    cfg, mnist = vae_course.setup(seed=3)
+    drawn = torch.rand(3), np.random.rand(2)
+    torch.manual_seed(3), np.random.seed(3)
+    assert torch.equal(drawn[0], torch.rand(3)) and (drawn[1] == np.random.rand(2)).all(), "seeded torch and NumPy"
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fast mode, device cpu; MNIST "), lines
+    assert cfg == config.settings()
+    (x_train, y_train), (x_test, y_test) = mnist.train, mnist.test
+    assert x_train.shape[1:] == x_test.shape[1:] == (1, 28, 28) and x_train.dtype == torch.float32
+    assert y_train.shape == (len(x_train),) and y_test.shape == (len(x_test),)
+    assert f"{len(x_train):,} train and {len(x_test):,} test digits" in mnist.source and mnist.source in lines[0]
+    assert len(mnist.checksum) == 64 and mnist.checksum == vae_course.Mnist(mnist.train, mnist.test, "").checksum
+    changed = x_train.clone()
+    changed[0, 0, 0, 0] += 0.5
+    assert vae_course.Mnist((changed, y_train), mnist.test, "").checksum != mnist.checksum, "one pixel changes it"
+
+    cfg, none = vae_course.setup(seed=0, mnist=False)
+    assert none is None and capsys.readouterr().out == "fast mode, device cpu\n"
+    for bad in (-1, 1.5, "0"):
+        with pytest.raises((TypeError, ValueError), match="^seed"):
+            vae_course.setup(seed=bad)
 
 
 def test_cuda_index_beyond_the_visible_gpus_is_refused(env):
