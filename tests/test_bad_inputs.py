@@ -122,7 +122,6 @@ CASES = {
     "load_mnist split": (lambda: data.load_mnist("valid"), ValueError, "split"),
     "load_mnist plain http": (lambda: data.load_mnist(mirrors="http://example.com/"), ValueError, "mirrors"),
     "add_gaussian_noise std": (lambda: data.add_gaussian_noise(X, -0.1), ValueError, "std"),
-    "epochs_for_steps 0 steps": (lambda: train.epochs_for_steps(0, 100), ValueError, "steps"),
     "image_grid 5-D images": (lambda: plots.image_grid(torch.rand(2, 1, 1, 4, 4)), ValueError, "images"),
 }
 
@@ -440,7 +439,7 @@ WIDGET_CASES = {
     "cvae_sliders dims beyond latent_dim": (lambda: widgets.cvae_sliders(_cvae(), dims=[5]), "dims[0]"),
     "kl_explorer sigma 0": (lambda: widgets.kl_explorer(sigma=0.0), "sigma"),
     "kl_explorer mu NaN": (lambda: widgets.kl_explorer(mu=math.nan), "mu"),
-    "gaussian_kl_1d sigma negative": (lambda: widgets.gaussian_kl_1d(0.0, -1.0), "sigma"),
+    "gaussian.kl_1d sigma negative": (lambda: gaussian.kl_1d(0.0, -1.0), "sigma"),
     "png_bytes pixels above 1": (lambda: widgets.png_bytes(np.full((3, 3), 1.5)), "pixels"),
     "png_bytes pixels 3-D": (lambda: widgets.png_bytes(np.zeros((1, 3, 3))), "pixels"),
     "png_bytes scale 0": (lambda: widgets.png_bytes(np.zeros((3, 3)), scale=0), "scale"),
