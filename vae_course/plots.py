@@ -371,8 +371,9 @@ def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: 
               logx: bool = False, logy: bool = False, markers: bool = True) -> Figure:
     """Several named curves over the same x (e.g. bounds vs a parameter, variance vs samples).
 
-    ``series``: ``{"name": y}``, each y as long as ``x``. On a log axis (``logx``, ``logy``) every
-    value must be > 0: matplotlib would leave the others out without a word. NaN is a gap."""
+    ``series``: ``{"name": y}``, each y as long as ``x``. On a log axis (``logx``, ``logy``) a
+    negative value is refused (matplotlib would draw it as if it were 0, hiding its sign); a 0 is
+    drawn off the axis' low end (log 0 = -inf), as a curve that touches zero should be. NaN is a gap."""
     _mapping(series, "series", '{"ELBO": values}')
     xs = _values(x, "x")
     curves = {name: _values(y, f"series[{name!r}]") for name, y in series.items()}
@@ -381,9 +382,9 @@ def line_plot(x, series: Mapping[str, object], xlabel: str, ylabel: str, title: 
             raise ValueError(f"series[{name!r}]: expected one value per x ({len(xs)}), got {len(y)}")
     for axis, flag, arrays in (("x", logx, {"x": xs}), ("y", logy, {f"series[{n!r}]": y for n, y in curves.items()})):
         for name, values in arrays.items():
-            if flag and (values <= 0).any():
-                raise ValueError(f"{name}: expected values > 0 on a log {axis} axis (log{axis}=True), "
-                                 f"got {int((values <= 0).sum())} values <= 0 (smallest {values[values <= 0].min():.4g})")
+            if flag and (values < 0).any():
+                raise ValueError(f"{name}: expected values >= 0 on a log {axis} axis (log{axis}=True), "
+                                 f"got {int((values < 0).sum())} negative values (smallest {values[values < 0].min():.4g})")
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, y in curves.items():
         ax.plot(xs, y, marker="o" if markers else None, ms=4, label=name)
