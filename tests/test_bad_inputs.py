@@ -377,7 +377,7 @@ PLOT_CASES = {
     "gaussian_densities ncols 0": (lambda: plots.gaussian_densities([(0.0, 1.0)], ncols=0), ValueError, "ncols"),
     "line_plot series shorter than x": (lambda: plots.line_plot([1, 2, 3], {"a": [1, 2]}, "x", "y", "t"),
                                         ValueError, "series['a']"),
-    "line_plot zero on a log y axis": (lambda: plots.line_plot([1, 2], {"a": [0.0, 1.0]}, "x", "y", "t", logy=True),
+    "line_plot negative y on a log y axis": (lambda: plots.line_plot([1, 2], {"a": [-0.5, 1.0]}, "x", "y", "t", logy=True),
                                        ValueError, "series['a']"),
     "line_plot negative x on a log x axis": (lambda: plots.line_plot([-1, 2], {"a": [1, 2]}, "x", "y", "t", logx=True),
                                              ValueError, "x"),
