@@ -10,6 +10,45 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# A tiny data set and model for tests that train (tests/test_train_objectives.py, tests/test_evaluate_latents.py).
+TINY_SHAPE = (1, 4, 4)
+
+
+def tiny_dataset(n: int = 64, seed: int = 0):
+    """Binary 4x4 images: noisy copies of two prototypes (learnable), labels = prototype."""
+    g = gen(seed)
+    protos = torch.tensor([[1.0] * 8 + [0.0] * 8, [0.0, 1.0] * 8]).view(2, *TINY_SHAPE)
+    y = torch.randint(0, 2, (n,), generator=g)
+    flip = torch.rand(n, *TINY_SHAPE, generator=g) < 0.05
+    return torch.where(flip, 1 - protos[y], protos[y]), y
+
+
+def tiny_vae(cls=None, seed: int = 0, **kw):
+    """A small model (default ``models.VAE``) for 4x4 images: hidden 16, latent 3."""
+    from vae_course import models
+
+    torch.manual_seed(seed)
+    return (cls or models.VAE)(**{"image_shape": TINY_SHAPE, "hidden_dims": (16,), "latent_dim": 3, **kw})
+
+
+def quick_fit(model, x, y=None, **kw):
+    """``train.fit`` for 12 optimizer steps of batch 16 (3 passes over 64 images) on the CPU,
+    without a progress bar."""
+    from vae_course import train
+
+    kw = {"steps": 12, "batch_size": 16, "lr": 1e-2, "device": "cpu", "progress": False, **kw}
+    return train.fit(model, x, y, **kw)
+
+
+def raises_naming(exc, name, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` raises ``exc`` with ``name`` (the argument) in its message."""
+    import pytest
+
+    with pytest.raises(exc) as info:
+        fn(*args, **kwargs)
+    assert name in str(info.value), str(info.value)
+
+
 def kill_when(proc, condition, timeout_s: float = 180.0) -> None:
     """SIGKILL the child process ``proc`` as soon as ``condition()`` holds (a fault-injection test:
     the process dies mid-write). Fails if the child exits first or ``timeout_s`` passes (a guard

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from vae_course import bughunts, checks, losses, models
+from vae_course import bughunts, checks, gaussian, losses, models
 
 ROOT = Path(__file__).resolve().parent.parent
 LN2 = math.log(2)
@@ -358,7 +358,7 @@ def battery(vae, cvae, images):
                    "by_hand": _posterior_by_hand, "in_place_on_eps": _posterior_in_place_on_eps},
             wrong={"broken": (lambda model, x, eps: bughunts.test_loss_at_posterior_mean(model, x), "z = μ"),
                    "kl_missing": (lambda model, x, eps: sampled_negative_elbo(model, x, eps)
-                                  - losses.gaussian_kl(*model.encode(x)), "KL term is missing"),
+                                  - gaussian.kl(*model.encode(x)), "KL term is missing"),
                    "new_noise": (lambda model, x, eps: sampled_negative_elbo(model, x, torch.randn_like(eps)), "same eps"),
                    "variance_scaled": (_posterior_variance_scaled, "variance"),
                    "zeroes_eps": (_posterior_zero_eps, "in place"),
@@ -500,10 +500,10 @@ def test_reassigning_the_package_cannot_fool_the_checks(cases, vae, images, monk
     """The references are written out in vae_course.checks: a learner who points the package's
     function at their own (wrong) one changes nothing in the check."""
     wrong_kl = cases["kl_diagonal"]["wrong"]["factor_2"][0]
-    monkeypatch.setattr(losses, "gaussian_kl", lambda mu, logvar, mu_p=None, logvar_p=None:
+    monkeypatch.setattr(gaussian, "kl", lambda mu, logvar, mu_p=None, logvar_p=None:
                         wrong_kl(mu, logvar, torch.zeros_like(mu) if mu_p is None else mu_p,
                                  torch.zeros_like(mu) if logvar_p is None else logvar_p))
-    monkeypatch.setattr(losses, "gaussian_kl_per_dim", lambda *a, **k: 2 * torch.ones_like(a[0]))
+    monkeypatch.setattr(gaussian, "kl_per_dim", lambda *a, **k: 2 * torch.ones_like(a[0]))
     monkeypatch.setattr(losses, "bernoulli_nll", lambda logits, x: torch.zeros(len(x)))
     monkeypatch.setattr(losses, "negative_elbo", lambda *a, **k: losses.LossParts(*(torch.zeros(len(a[0])),) * 3))
     monkeypatch.setattr(bughunts, "reparameterize_with_variance", reparameterize_fixed)
@@ -525,8 +525,8 @@ def test_references_agree_with_the_package():
     mu, logvar, mu_p, logvar_p = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(4))
     logits, x = torch.randn(6, 1, 28, 28, generator=g) * 3, torch.rand(6, 1, 28, 28, generator=g)
     torch.testing.assert_close(checks._gaussian_kl(mu, logvar, mu_p, logvar_p),
-                               losses.gaussian_kl(mu, logvar, mu_p, logvar_p))
-    torch.testing.assert_close(checks._gaussian_kl(mu, logvar), losses.gaussian_kl(mu, logvar))
+                               gaussian.kl(mu, logvar, mu_p, logvar_p))
+    torch.testing.assert_close(checks._gaussian_kl(mu, logvar), gaussian.kl(mu, logvar))
     torch.testing.assert_close(checks._bernoulli_nll(logits, x).float(), losses.bernoulli_nll(logits, x))
 
 
@@ -806,10 +806,10 @@ def test_bughunt_mean_over_pixels_fixed_matches_package():
 
 def test_bughunt_logvar_as_logstd_fixed_matches_package():
     _, _, mu, logvar = _elbo_args()
-    torch.testing.assert_close(gaussian_kl_fixed(mu, logvar), losses.gaussian_kl(mu, logvar))
-    assert not torch.allclose(bughunts.gaussian_kl_logvar_as_logstd(mu, logvar), losses.gaussian_kl(mu, logvar), rtol=0.05)
+    torch.testing.assert_close(gaussian_kl_fixed(mu, logvar), gaussian.kl(mu, logvar))
+    assert not torch.allclose(bughunts.gaussian_kl_logvar_as_logstd(mu, logvar), gaussian.kl(mu, logvar), rtol=0.05)
     # the broken KL equals the right KL at twice the log-variance: it reads logvar as ln sigma
-    torch.testing.assert_close(bughunts.gaussian_kl_logvar_as_logstd(mu, logvar), losses.gaussian_kl(mu, 2 * logvar))
+    torch.testing.assert_close(bughunts.gaussian_kl_logvar_as_logstd(mu, logvar), gaussian.kl(mu, 2 * logvar))
 
 
 def _monte_carlo_kl(z, mu, logvar):
@@ -823,7 +823,7 @@ def test_bughunt_variance_sampling_fixed_matches_package():
     g = _gen(2)
     mu, logvar = torch.randn(3, 2, generator=g, dtype=torch.float64), torch.tensor([[-2.0, 1.0]] * 3, dtype=torch.float64)
     eps = torch.randn(100_000, 3, 2, generator=g, dtype=torch.float64)
-    exact = losses.gaussian_kl(mu, logvar)
+    exact = gaussian.kl(mu, logvar)
     fixed = _monte_carlo_kl(reparameterize_fixed(mu, logvar, eps), mu, logvar)
     broken = _monte_carlo_kl(bughunts.reparameterize_with_variance(mu, logvar, eps), mu, logvar)
     torch.testing.assert_close(fixed, exact, rtol=0.02, atol=0.02)

@@ -9,10 +9,10 @@ import math
 
 import pytest
 import torch
-from torch.distributions import MultivariateNormal, kl_divergence
+from torch.distributions import MultivariateNormal
 
 from vae_course import linear_gaussian as lg
-from vae_course import losses
+from vae_course import gaussian
 
 F64 = torch.float64
 
@@ -136,20 +136,7 @@ def test_posterior_makes_the_importance_weight_constant(setup):
 
 
 # ----------------------------------------------------------------------------------------
-# KL and the ELBO
-
-
-def test_kl_gaussians_full_matches_torch_and_broadcasts():
-    m1, S1 = random_q(6, 3, seed=1)
-    m2, S2 = random_q(6, 3, seed=2)
-    got = lg.kl_gaussians_full(m1, S1, m2, S2)
-    expected = kl_divergence(MultivariateNormal(m1, S1), MultivariateNormal(m2, S2))
-    assert got.shape == (6,) and torch.allclose(got, expected, atol=1e-10)
-    assert (got > 0).all()
-    assert torch.allclose(lg.kl_gaussians_full(m1, S1, m1, S1), torch.zeros(6, dtype=F64), atol=1e-12)
-    shared = lg.kl_gaussians_full(m1, S1, torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))  # (k,) and (k, k)
-    expected = kl_divergence(MultivariateNormal(m1, S1), MultivariateNormal(torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64)))
-    assert torch.allclose(shared, expected, atol=1e-10)
+# the ELBO (its KL divergences are gaussian.kl_mvn's: tests/test_gaussian.py)
 
 
 @pytest.mark.parametrize("form", ["full", "shared", "diagonal"])
@@ -172,7 +159,7 @@ def test_elbo_is_below_log_marginal_and_the_gap_is_the_kl_to_the_posterior(setup
         assert value.shape == (n,)
         assert (value <= log_px + 1e-10).all()
         gap = log_px - value
-        kl = lg.kl_gaussians_full(q_mean, q_cov, post_mean, post_cov)
+        kl = gaussian.kl_mvn(q_mean, q_cov, post_mean, post_cov)
         assert torch.allclose(gap, kl, rtol=0, atol=1e-8), (gap - kl).abs().max()
 
 
@@ -202,7 +189,7 @@ def test_diagonal_q_matches_full_form_and_the_vae_kl():
     full = lg.elbo_parts(x, *model, q_mean, torch.diag_embed(q_logvar.exp()))
     for a, b in zip(diag, full):
         assert torch.allclose(a, b, atol=1e-12)
-    assert torch.allclose(diag.kl, losses.gaussian_kl(q_mean, q_logvar), atol=1e-12)
+    assert torch.allclose(diag.kl, gaussian.kl(q_mean, q_logvar), atol=1e-12)
 
 
 @pytest.mark.parametrize("form", ["full", "diagonal"])
@@ -270,9 +257,6 @@ def _bad_calls():
         ("q_cov, q_logvar", lambda: lg.elbo(x, W, b, s2, m, S, q_logvar=m)),
         ("q_logvar", lambda: lg.elbo(x, W, b, s2, m, q_logvar=m[:, :1])),
         ("n_samples", lambda: lg.elbo_monte_carlo(x, W, b, s2, m, S, n_samples=0)),
-        ("S2", lambda: lg.kl_gaussians_full(m, S, m, not_pd)),
-        ("S1", lambda: lg.kl_gaussians_full(m, torch.eye(3, dtype=F64), m, S)),
-        ("m2", lambda: lg.kl_gaussians_full(m, S, torch.zeros(3, dtype=F64), torch.eye(3, dtype=F64))),
         ("z", lambda: lg.log_likelihood(x, torch.zeros(4, 3, dtype=F64), W, b, s2)),
         ("data_dim", lambda: lg.random_model(0, 2)),
         ("latent_dim", lambda: lg.random_model(3, 2.5)),

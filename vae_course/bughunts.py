@@ -99,7 +99,7 @@ def reparameterize_with_variance(mu: Tensor, logvar: Tensor, eps: Tensor) -> Ten
     Symptom: the samples' spread does not match the encoder's σ: too narrow where σ < 1 (a trained
     encoder's σ), too wide where σ > 1, right only at σ = 1 (an untrained encoder's σ are all close
     to 1, so a test at initialization passes). A Monte Carlo estimate of the KL from these samples
-    misses the closed form of ``losses.gaussian_kl`` by ½ Σ_j (σ_j² - 1)² nats in expectation: the
+    misses the closed form of ``gaussian.kl`` by ½ Σ_j (σ_j² - 1)² nats in expectation: the
     error grows the further σ is from 1. Notebook 04, bug hunt 04.2, measures both.
     """
     return mu + logvar.exp() * eps

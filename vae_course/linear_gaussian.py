@@ -14,7 +14,8 @@ closed forms, so the ELBO identity
 
 (Kingma & Welling 2014, eqs. 1-3) can be checked to machine precision.
 
-Conventions: every function computes in float64 (inputs are converted, autograd flows through
+The Gaussian formulas themselves (log-densities, the KL divergences, the covariance check) are
+``vae_course.gaussian``'s. Conventions: every function computes in float64 (inputs are converted, autograd flows through
 the conversion), returns log-densities and divergences in nats, and raises ``TypeError`` /
 ``ValueError`` with the name of the offending argument. Shapes: data ``x (N, D)``, latents
 ``z (..., N, J)``, q's mean ``(N, J)``, covariances ``(J, J)`` (shared) or ``(N, J, J)``,
@@ -28,8 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from vae_course import validate
-from vae_course.estimators import kl_mvn
+from vae_course import gaussian, stats, validate
 
 DTYPE = torch.float64
 
@@ -103,25 +103,8 @@ def _check_cov(value, name: str, n: int, J: int) -> Tensor:
     value = _matrix(value, name)
     if value.shape not in (torch.Size([J, J]), torch.Size([n, J, J])):
         raise ValueError(f"{name}: expected shape ({J}, {J}) or ({n}, {J}, {J}), got {tuple(value.shape)}")
-    scale = float(value.detach().abs().max()) if value.numel() else 0.0
-    if not torch.allclose(value, value.mT, rtol=0.0, atol=1e-9 * max(scale, 1e-300)):
-        raise ValueError(f"{name}: expected a symmetric matrix")
-    if bool((torch.linalg.cholesky_ex(value).info != 0).any()):
-        raise ValueError(f"{name}: expected a positive-definite covariance (its Cholesky factorisation failed)")
+    gaussian.check_covariance(value, name, J)  # symmetric and positive definite
     return value
-
-
-def _check_gaussian(mean, cov, name_mean: str, name_cov: str) -> tuple[Tensor, Tensor]:
-    mean = _matrix(mean, name_mean)
-    if mean.dim() < 1 or mean.shape[-1] == 0:
-        raise ValueError(f"{name_mean}: expected shape (..., J) with J >= 1, got {tuple(mean.shape)}")
-    J = mean.shape[-1]
-    cov = _matrix(cov, name_cov)
-    if cov.dim() < 2 or cov.shape[-2:] != (J, J):
-        raise ValueError(f"{name_cov}: expected shape (..., {J}, {J}) to match {name_mean}, got {tuple(cov.shape)}")
-    if bool((torch.linalg.cholesky_ex(cov).info != 0).any()):
-        raise ValueError(f"{name_cov}: expected a positive-definite covariance (its Cholesky factorisation failed)")
-    return mean, cov
 
 
 def _check_int(value, name: str) -> int:
@@ -172,7 +155,7 @@ def log_prior(z: Tensor) -> Tensor:
     z = _matrix(z, "z")
     if z.dim() < 1 or z.shape[-1] == 0:
         raise ValueError(f"z: expected shape (..., J) with J >= 1, got {tuple(z.shape)}")
-    return -0.5 * (z.shape[-1] * math.log(2 * math.pi) + z.pow(2).sum(-1))
+    return gaussian.log_prob(z)
 
 
 def log_likelihood(x: Tensor, z: Tensor, W: Tensor, b: Tensor, noise_var) -> Tensor:
@@ -264,27 +247,7 @@ def covariance_from_unconstrained(raw: Tensor) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------------
-# KL divergences and the ELBO
-
-
-def kl_gaussians_full(m1: Tensor, S1: Tensor, m2: Tensor, S2: Tensor) -> Tensor:
-    """KL( N(m1, S1) || N(m2, S2) ) for full covariances, in nats (e.g. Bishop 2006, ex. 2.13):
-
-        1/2 [ tr(S2^{-1} S1) + (m2 - m1)^T S2^{-1} (m2 - m1) - J + ln det S2 - ln det S1 ].
-
-    Args:
-        m1, m2: ``(..., J)`` means. S1, S2: ``(..., J, J)`` positive-definite covariances. Leading
-            dimensions broadcast.
-
-    Returns:
-        ``(...)`` nats, >= 0 (0 only when the two Gaussians are equal).
-    """
-    m1, S1 = _check_gaussian(m1, S1, "m1", "S1")
-    m2, S2 = _check_gaussian(m2, S2, "m2", "S2")
-    if m2.shape[-1] != m1.shape[-1]:
-        raise ValueError(f"m2: expected last dimension J = {m1.shape[-1]} to match m1, got {tuple(m2.shape)}")
-    # One implementation of the formula in the package: notebook 03 derives and tests it.
-    return kl_mvn(m1, S1, m2, S2)
+# the ELBO (KL divergences: gaussian.kl for a diagonal q, gaussian.kl_mvn for a full covariance)
 
 
 def _q_moments(x, W, q_mean, q_cov, q_logvar):
@@ -326,11 +289,11 @@ def elbo_parts(x: Tensor, W: Tensor, b: Tensor, noise_var, q_mean: Tensor, q_cov
     WtW = W.T @ W
     if S is not None:
         trace_wsw = (WtW * S).sum((-2, -1))  # tr(W S W^T) = sum_ij (W^T W)_ij S_ij (S symmetric)
-        kl = 0.5 * (torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) + m.pow(2).sum(-1) - J - torch.logdet(S))
+        eye = torch.eye(J, dtype=DTYPE, device=m.device)
+        kl = gaussian.kl_mvn(m, S, torch.zeros_like(m), eye)
     else:
-        var = logvar.exp()
-        trace_wsw = (torch.diagonal(WtW) * var).sum(-1)
-        kl = 0.5 * (var + m.pow(2) - 1.0 - logvar).sum(-1)
+        trace_wsw = (torch.diagonal(WtW) * logvar.exp()).sum(-1)
+        kl = gaussian.kl(m, logvar)
     expected = -0.5 * D * torch.log(2 * math.pi * s2) - (residual.pow(2).sum(-1) + trace_wsw) / (2 * s2)
     return ElboParts(expected - kl, expected, kl.expand_as(expected))
 
@@ -367,5 +330,4 @@ def elbo_monte_carlo(x: Tensor, W: Tensor, b: Tensor, noise_var, q_mean: Tensor,
     z = m + (chol @ eps.unsqueeze(-1)).squeeze(-1)  # (n_samples, N, J)
     log_q = torch.distributions.MultivariateNormal(m, scale_tril=chol).log_prob(z)
     values = log_joint(x, z, W, b, s2) - log_q
-    stderr = values.std(0) / math.sqrt(n_samples) if n_samples > 1 else torch.full_like(values[0], math.nan)
-    return values.mean(0), stderr
+    return stats.mean_and_stderr(values, dim=0)

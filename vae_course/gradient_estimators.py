@@ -2,7 +2,7 @@
 the parameters of q = N(mu, diag exp(logvar)): the score function (REINFORCE, Williams 1992)
 and the reparameterization (pathwise) estimator (Kingma & Welling 2014, Sec. 2.4; Rezende et
 al. 2014). Both are unbiased; the reparameterization estimator usually has far lower variance
-because it uses f's gradient, not only its value.
+because it uses f's gradient, not only its value (notebook 04 measures both).
 
 Each function returns one gradient estimate *per sample* (rows), so their mean is the usual
 n-sample estimate and their variance can be measured.
@@ -14,7 +14,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from vae_course import validate
+from vae_course import gaussian, validate
+
+__all__ = ["reparameterization_gradients", "score_function_gradients"]
 
 
 def _expand(mu: Tensor, logvar: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -37,13 +39,19 @@ def reparameterization_gradients(f: Callable[[Tensor], Tensor], mu: Tensor, logv
         f: maps ``(n, D)`` latents to ``(n,)`` values, differentiably, row by row.
         mu, logvar: ``(D,)`` parameters of q.
         n: number of samples.
+        generator: a CPU ``torch.Generator`` for the noise eps (``None``: torch's global RNG).
 
     Returns:
-        ``(grad_mu, grad_logvar)``, each ``(n, D)``: one estimate per row.
+        ``(grad_mu, grad_logvar)``, each ``(n, D)``: one estimate per row, in f's units per unit
+        of the parameter.
+
+    Raises:
+        TypeError / ValueError: ``mu`` or ``logvar`` not a floating-point ``(D,)`` tensor, shapes
+        that differ, ``n`` not a positive int.
     """
     mu_n, logvar_n = _expand(mu, logvar, n)
     eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype).to(mu_n.device)
-    z = mu_n + torch.exp(0.5 * logvar_n) * eps
+    z = gaussian.reparameterize(mu_n, logvar_n, eps)
     f(z).sum().backward()
     return mu_n.grad, logvar_n.grad
 
@@ -58,9 +66,8 @@ def score_function_gradients(f: Callable[[Tensor], Tensor], mu: Tensor, logvar: 
     mu_n, logvar_n = _expand(mu, logvar, n)
     with torch.no_grad():
         eps = torch.randn(mu_n.shape, generator=generator, dtype=mu_n.dtype).to(mu_n.device)
-        z = mu_n + torch.exp(0.5 * logvar_n) * eps
+        z = gaussian.reparameterize(mu_n, logvar_n, eps)
         values = f(z)
-    # log N(z; mu, sigma^2) per row, up to a constant that has no gradient.
-    log_q = -0.5 * (logvar_n + (z - mu_n).pow(2) * torch.exp(-logvar_n)).sum(dim=1)
+    log_q = gaussian.log_prob(z, mu_n, logvar_n)  # per row; its gradient is the score
     (values.detach() * log_q).sum().backward()
     return mu_n.grad, logvar_n.grad
