@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: execute every notebook top to bottom in full mode and write the executed
-# notebooks, an HTML page for each and their figures to build/.
+# notebooks, an HTML page for each and their figures to build/, and the course's website to build/site/.
 #   bash scripts/course.sh            # full mode (what a learner reads)
 #   VAE_COURSE_MODE=fast bash scripts/course.sh   # a quick smoke run
 #   bash scripts/course.sh 03 04      # only notebooks 03 and 04
@@ -12,4 +12,6 @@ export VAE_COURSE_MODE="${VAE_COURSE_MODE:-full}"
 case "${1:-}" in
     -h|--help) sed -n '2,7p' scripts/course.sh | cut -c3-; exit 0 ;;
 esac
-exec .venv/bin/python scripts/build_course.py "$@"
+.venv/bin/python scripts/build_course.py "$@"
+# The website: build/site/ from the executed notebooks (open build/site/index.html).
+exec .venv/bin/python scripts/build_site.py
