@@ -35,7 +35,7 @@ def _training_data(n=256, seed=0):
 def _exact(model):
     """Exact -log p(x[|y]), the exact ELBO and its parts, per (image, label) pair, by integrating
     over a fine grid of the one-dimensional latent (float64)."""
-    if model.conditional:  # every image with every label
+    if model.num_classes:  # every image with every label
         images, labels = ALL_IMAGES.repeat(2, 1, 1, 1), torch.arange(2).repeat_interleave(16)
     else:
         images, labels = ALL_IMAGES, None
@@ -44,8 +44,8 @@ def _exact(model):
         log_prior = -0.5 * (GRID ** 2 + math.log(2 * math.pi))  # (G,)
         flat = images.flatten(1)  # (M, 4)
         log_px_z = torch.empty(len(images), len(GRID), dtype=torch.float64)
-        for c in (range(2) if model.conditional else [None]):
-            logits = model.decode(z, torch.full((len(GRID),), c)) if c is not None else model.decode(z)
+        for c in (range(2) if model.num_classes else [None]):
+            logits = model.decode(z, torch.full((len(GRID),), c) if c is not None else None)
             logits = logits.flatten(1)  # (G, 4)
             rows = labels == c if c is not None else slice(None)
             # log p(x|z) summed over pixels, written out by hand
@@ -53,7 +53,7 @@ def _exact(model):
         log_joint = log_px_z + log_prior
         log_px = torch.logsumexp(log_joint, dim=1) + math.log(DZ)  # (M,)
 
-        mu, logvar = model.encode(images, labels) if model.conditional else model.encode(images)
+        mu, logvar = model.encode(images, labels)
         log_q = -0.5 * (math.log(2 * math.pi) + logvar + (GRID - mu) ** 2 / logvar.exp())  # (M, G)
         q = log_q.exp() * DZ
         log_w = log_joint - log_q  # log importance weight at each grid point
@@ -77,7 +77,7 @@ def exact(request):
     kw = {"image_shape": SHAPE, "hidden_dims": (8,), "latent_dim": 1}
     model = models.CVAE(num_classes=2, **kw) if request.param == "CVAE" else models.VAE(**kw)
     x, y = _training_data()
-    train.fit(model, x, y if model.conditional else None, epochs=20, batch_size=64, lr=2e-2,
+    train.fit(model, x, y if model.num_classes else None, steps=80, batch_size=64, lr=2e-2,
               device="cpu", progress=False)
     return _exact(model.double().eval())
 
@@ -90,7 +90,7 @@ def _repeat(e, r):
 def test_exact_computation_is_sound(exact):
     """Guards for the test's own integrals: p(x[|y]) sums to 1 over all 16 images; q is resolved by the grid."""
     p = exact["log_px"].exp()
-    if exact["model"].conditional:
+    if exact["model"].num_classes:
         torch.testing.assert_close(p.view(2, 16).sum(1), torch.ones(2, dtype=torch.float64), atol=1e-6, rtol=0)
     else:
         assert p.sum().item() == pytest.approx(1.0, abs=1e-6)
@@ -224,11 +224,11 @@ def test_negative_elbo_mean_is_per_example_over_batches(tiny):
 @pytest.mark.parametrize("name", ["ae", "vae", "cvae"])
 def test_reconstruction_error(tiny, name):
     model, x, y = tiny[name], tiny["x"], tiny["y"]
-    labels = y if model.conditional else None
+    labels = y if model.num_classes else None
     err = evaluate.reconstruction_error(model, x, labels, batch_size=7)
     assert err.shape == (60,)
     assert (err >= 0).all() and (err <= 1).all()
-    recon = model.reconstruct(x, y) if model.conditional else model.reconstruct(x)
+    recon = model.reconstruct(x, labels)
     torch.testing.assert_close(err, ((recon - x) ** 2).flatten(1).mean(1))
     torch.testing.assert_close(err, evaluate.reconstruction_error(model, x, labels))
 
@@ -389,3 +389,59 @@ def test_rate_per_example_is_the_kl_part_of_the_negative_elbo(tiny):
         assert float(rate.mean()) == pytest.approx(kl, rel=1e-5)
     with pytest.raises(TypeError, match="^model:"):
         evaluate.rate_per_example(tiny["ae"], tiny["x"])
+
+
+# ---------------------------------------------------------------- the evaluation context
+
+@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_evaluating_sets_eval_mode_no_grad_and_a_forked_seeded_rng_then_restores(training, fails):
+    model = models.VAE(image_shape=SHAPE, hidden_dims=(4,), latent_dim=1)
+    model.train(training)
+    torch.manual_seed(123)
+    outside = torch.get_rng_state()
+    drawn = []
+    try:
+        with evaluate.evaluating(model, seed=7):
+            assert not model.training and not torch.is_grad_enabled()
+            drawn.append(torch.rand(3))
+            if fails:
+                raise KeyError("inside")
+    except KeyError:
+        assert fails
+    assert model.training is training and torch.is_grad_enabled()
+    assert torch.equal(torch.get_rng_state(), outside), "the caller's RNG is as it was"
+    torch.manual_seed(7)
+    assert torch.equal(drawn[0], torch.rand(3)), "seeded with seed"
+    with pytest.raises(ValueError, match="seed"):
+        with evaluate.evaluating(model, seed=-1):
+            pass
+
+
+def test_every_evaluation_leaves_the_mode_and_the_rng_as_they_were(tiny):
+    model, x = tiny["vae"], tiny["x"]
+    model.train()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    for run in (lambda: evaluate.loss_parts(model, x), lambda: evaluate.negative_elbo_per_example(model, x),
+                lambda: evaluate.importance_weighted_nlls(model, x, ks=(1, 2)), lambda: evaluate.rate_per_example(model, x),
+                lambda: evaluate.marginal_kl(model, x, n_samples=10)):
+        run()
+        assert model.training and torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("name", ["ae", "vae"])
+def test_evaluation_refuses_labels_a_model_does_not_take(tiny, name):
+    model, x, y = tiny[name], tiny["x"], tiny["y"]
+    with pytest.raises(ValueError, match="labels: a .* takes no labels"):
+        evaluate.reconstruction_error(model, x, y)
+    if name == "vae":
+        with pytest.raises(ValueError, match="labels: a VAE takes no labels"):
+            evaluate.negative_elbo(model, x, y)
+    with pytest.raises(ValueError, match="labels: a CVAE needs labels"):
+        evaluate.negative_elbo(tiny["cvae"], x)
+
+
+def test_loss_parts_of_an_autoencoder_refuse_a_kl_weight(tiny):
+    with pytest.raises(ValueError, match="beta"):
+        evaluate.loss_parts(tiny["ae"], tiny["x"], beta=2.0)

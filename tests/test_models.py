@@ -1,5 +1,7 @@
 """Tests of vae_course.models: shapes, logits vs pixels, the reparameterization trick, the CVAE's
-conditioning, linearity of the linear autoencoder, and input checks that name the argument."""
+conditioning, linearity of the linear autoencoder, the one interface of the five models (labels,
+loss options, x_in), input conversion (issue 11 class 3), input checks that name the argument,
+and the models of notebook 08 (mixture prior, convolutional VAE) with their training and evaluation."""
 from __future__ import annotations
 
 import math
@@ -7,7 +9,9 @@ import math
 import pytest
 import torch
 
-from vae_course import losses, models
+from torch import distributions as D
+
+from vae_course import evaluate, gaussian, losses, models, train
 from helpers import gen
 
 SHAPE = (1, 4, 4)
@@ -196,7 +200,7 @@ def test_vae_loss_is_negative_elbo_of_its_forward_pass():
     torch.manual_seed(11)
     logits, mu, logvar = model(x)
     torch.testing.assert_close(parts.reconstruction, losses.bernoulli_nll(logits, x))
-    torch.testing.assert_close(parts.kl, losses.gaussian_kl(mu, logvar))
+    torch.testing.assert_close(parts.kl, gaussian.kl(mu, logvar))
     torch.testing.assert_close(parts.total, parts.reconstruction + 2.0 * parts.kl)
 
 
@@ -340,7 +344,10 @@ def test_cvae_bad_labels_name_y():
         _raises(exc, "y", model, x, bad)
         _raises(exc, "y", model.reconstruct, x, bad)
     _raises(ValueError, "y", model.loss, x)  # a CVAE without labels
-    _raises(TypeError, "y", model.encode, x)
+    _raises(ValueError, "y", model.encode, x)  # a CVAE needs labels everywhere
+    _raises(ValueError, "y", model.decode, z)
+    _raises(ValueError, "y", model.reconstruct, x)
+    _raises(ValueError, "y", model.sample, 2)
     _raises(ValueError, "y", model.sample, 2, y=10)
     _raises(TypeError, "y", model.sample, 2, y="3")
     _raises(ValueError, "y", model.sample, 2, y=torch.tensor([1, 2, 3]))
@@ -351,3 +358,557 @@ def test_sample_bad_n():
         model = _model(cls)
         for bad in (0, -1, 2.0, True):
             _raises(ValueError, "n", model.sample, bad)
+
+
+# ================================================================ notebook 08's models
+
+CONV_SHAPE = (1, 8, 8)  # the smallest images the two stride-2 convolutions handle comfortably
+
+
+def _template_images(n, shape, seed=0):
+    """Binary images, each one of four random templates with a few pixels flipped: structure a
+    model can learn in a few steps."""
+    g = gen(seed)
+    templates = (torch.rand(4, *shape, generator=g) > 0.5).float()
+    x = templates[torch.randint(0, 4, (n,), generator=g)]
+    flip = (torch.rand(n, *shape, generator=g) < 0.05).float()
+    return (x - flip).abs()
+
+
+def _mixture_model(**kw):
+    torch.manual_seed(0)
+    return models.MixturePriorVAE(**{"image_shape": (1, 4, 4), "hidden_dims": (8,), "latent_dim": 3,
+                                     "n_components": 4, **kw})
+
+
+def _conv_model(**kw):
+    torch.manual_seed(0)
+    return models.ConvVAE(**{"image_shape": CONV_SHAPE, "channels": (4, 8), "latent_dim": 3, **kw})
+
+
+# ---------------------------------------------------------------- log-densities
+
+def test_gaussian_log_prob_matches_torch_distributions_and_broadcasts():
+    g = gen(1)
+    z = torch.randn(5, 7, 3, generator=g, dtype=torch.float64)
+    mu = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    expected = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    got = gaussian.log_prob(z, mu, logvar)
+    assert got.shape == (5, 7)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(gaussian.log_prob(z), D.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_mixture_log_prob_matches_mixture_same_family():
+    g = gen(2)
+    k, d = 5, 3
+    means = 2 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    logvars = torch.randn(k, d, generator=g, dtype=torch.float64)
+    logits = torch.randn(k, generator=g, dtype=torch.float64)
+    z = 3 * torch.randn(4, 6, d, generator=g, dtype=torch.float64)
+    reference = D.MixtureSameFamily(D.Categorical(logits=logits),
+                                    D.Independent(D.Normal(means, (0.5 * logvars).exp()), 1))
+    got = gaussian.mixture_log_prob(z, means, logvars, logits)
+    assert got.shape == (4, 6)
+    torch.testing.assert_close(got, reference.log_prob(z))
+
+
+def test_mixture_log_prob_stays_finite_far_from_every_component():
+    # Naively, exp(log N) underflows to 0 here and log(0) = -inf; the logsumexp does not.
+    means, logvars, logits = torch.zeros(3, 2), torch.full((3, 2), -4.0), torch.zeros(3)
+    value = gaussian.mixture_log_prob(torch.full((1, 2), 50.0), means, logvars, logits)
+    assert torch.isfinite(value).all() and value.item() < -1e4
+
+
+def test_mixture_of_one_standard_normal_is_the_standard_normal():
+    z = torch.randn(10, 4, generator=gen(3))
+    one = gaussian.mixture_log_prob(z, torch.zeros(1, 4), torch.zeros(1, 4), torch.zeros(1))
+    torch.testing.assert_close(one, gaussian.log_prob(z))
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(means=torch.zeros(3)), "means"),
+    (dict(logvars=torch.zeros(2, 2)), "logvars"),
+    (dict(logits=torch.zeros(2)), "logits"),
+    (dict(z=torch.zeros(4, 5)), "z"),
+    (dict(logits=torch.zeros(3, dtype=torch.int64)), "logits"),
+])
+def test_mixture_log_prob_rejects_bad_shapes_naming_the_argument(bad, name):
+    args = dict(z=torch.zeros(4, 2), means=torch.zeros(3, 2), logvars=torch.zeros(3, 2), logits=torch.zeros(3))
+    args.update(bad)
+    with pytest.raises((ValueError, TypeError), match=name):
+        gaussian.mixture_log_prob(**args)
+
+
+# ---------------------------------------------------------------- the Monte Carlo KL
+
+def test_monte_carlo_kl_converges_to_the_closed_form():
+    """With the prior N(0, I) (a mixture of one standard normal) the KL has a closed form; the
+    mean of many one-sample estimates must agree with it within a few standard errors."""
+    g = gen(4)
+    mu = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    logvar = 0.5 * torch.randn(3, 2, generator=g, dtype=torch.float64)
+    n = 200_000
+    z = mu + (0.5 * logvar).exp() * torch.randn(n, 3, 2, generator=g, dtype=torch.float64)
+    log_prior = gaussian.mixture_log_prob(z, torch.zeros(1, 2, dtype=torch.float64),
+                                        torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    estimates = gaussian.monte_carlo_kl(z, mu.expand_as(z), logvar.expand_as(z), log_prior)  # (n, 3)
+    mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(n)
+    exact = gaussian.kl(mu, logvar)
+    assert ((mean - exact).abs() < 4 * stderr).all(), (mean, exact, stderr)
+    assert (stderr < 0.01).all()
+    assert (estimates < 0).any(), "single estimates can be negative; only their mean is the KL"
+
+
+def test_monte_carlo_kl_rejects_mismatched_log_prior():
+    z = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="log_prior"):
+        gaussian.monte_carlo_kl(z, z, z, torch.zeros(3))
+    with pytest.raises(ValueError, match="mu"):
+        gaussian.monte_carlo_kl(z, torch.zeros(4, 3), z, torch.zeros(4))
+
+
+# ---------------------------------------------------------------- mixture-prior VAE
+
+def test_mixture_vae_shapes_and_per_example_loss():
+    model = _mixture_model()
+    x = _template_images(6, (1, 4, 4))
+    parts = model.loss(x)
+    assert parts.total.shape == parts.reconstruction.shape == parts.kl.shape == (6,)
+    assert torch.isfinite(parts.total).all()
+    torch.testing.assert_close(parts.total, parts.reconstruction + parts.kl)
+    assert model.prior_log_prob(torch.zeros(2, 5, 3)).shape == (2, 5)
+    samples = model.sample(7, generator=gen(1))
+    assert samples.shape == (7, 1, 4, 4) and samples.min() >= 0 and samples.max() <= 1
+    torch.testing.assert_close(model.prior_weights.sum(), torch.tensor(1.0))
+
+
+def test_mixture_vae_loss_is_reconstruction_plus_beta_times_the_mc_kl():
+    model = _mixture_model()
+    x = _template_images(5, (1, 4, 4))
+    torch.manual_seed(5)
+    parts = model.loss(x, beta=3.0)
+    torch.manual_seed(5)  # the same z: encode, reparameterize, decode by hand
+    mu, logvar = model.encode(x)
+    z = model.reparameterize(mu, logvar)
+    torch.testing.assert_close(parts.reconstruction, losses.bernoulli_nll(model.decode(z), x))
+    torch.testing.assert_close(parts.kl, gaussian.log_prob(z, mu, logvar) - model.prior_log_prob(z))
+    torch.testing.assert_close(parts.total, parts.reconstruction + 3.0 * parts.kl)
+
+
+def test_mixture_vae_prior_parameters_get_gradients():
+    model = _mixture_model()
+    model.loss(_template_images(8, (1, 4, 4))).total.mean().backward()
+    for p in (model.prior_means, model.prior_logvars, model.prior_logits):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_mixture_vae_samples_come_from_the_mixture():
+    model = _mixture_model(latent_dim=2, n_components=2)
+    with torch.no_grad():
+        model.prior_means.copy_(torch.tensor([[-5.0, 0.0], [5.0, 0.0]]))
+        model.prior_logvars.fill_(math.log(0.25))
+        model.prior_logits.copy_(torch.tensor([math.log(0.2), math.log(0.8)]))
+    z = model.sample_prior(20_000, generator=gen(6))
+    right = (z[:, 0] > 0).double().mean().item()
+    assert right == pytest.approx(0.8, abs=0.02)
+    assert z[z[:, 0] > 0, 0].mean().item() == pytest.approx(5.0, abs=0.03)
+    assert z[z[:, 0] > 0, 0].std().item() == pytest.approx(0.5, abs=0.03)
+
+
+def test_mixture_of_one_fixed_standard_normal_matches_the_vae_on_average():
+    """K = 1 with the component held at N(0, I): the loss is the VAE's, with a noisy KL whose
+    mean over many samples is the closed-form KL."""
+    model = _mixture_model(n_components=1)
+    with torch.no_grad():
+        model.prior_means.zero_()
+        model.prior_logvars.zero_()
+    x = _template_images(3, (1, 4, 4)).repeat(4000, 1, 1, 1)
+    with torch.no_grad():
+        kl = model.loss(x).kl.double().view(4000, 3)
+        mu, logvar = model.encode(x[:3])
+    exact = gaussian.kl(mu, logvar).double()
+    assert ((kl.mean(0) - exact).abs() < 4 * kl.std(0) / math.sqrt(4000) + 1e-6).all()
+
+
+def test_mixture_vae_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="n_components"):
+        models.MixturePriorVAE(n_components=0)
+    with pytest.raises(ValueError, match="n_components"):
+        models.MixturePriorVAE(n_components=2.5)
+    model = _mixture_model()
+    with pytest.raises(ValueError, match="z"):
+        model.prior_log_prob(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="x"):
+        model.loss(torch.zeros(2, 1, 5, 5))
+
+
+# ---------------------------------------------------------------- convolutional VAE
+
+def test_conv_vae_shapes_on_mnist_size():
+    model = models.ConvVAE(latent_dim=5)
+    x = _template_images(3, models.MNIST_SHAPE)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (3, 5)
+    assert model.decode(mu).shape == (3, 1, 28, 28)
+    assert model.reconstruct(x).shape == (3, 1, 28, 28)
+    assert model.sample(4).shape == (4, 1, 28, 28)
+    parts = model.loss(x)
+    assert parts.total.shape == parts.reconstruction.shape == parts.kl.shape == (3,)
+    assert torch.isfinite(parts.total).all()
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.encoder)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.decoder)
+
+
+def test_conv_vae_loss_is_negative_elbo_of_its_forward_pass():
+    model = _conv_model()
+    x = _template_images(4, CONV_SHAPE)
+    torch.manual_seed(9)
+    parts = model.loss(x, beta=0.5)
+    torch.manual_seed(9)
+    logits, mu, logvar = model(x)
+    torch.testing.assert_close(parts.reconstruction, losses.bernoulli_nll(logits, x))
+    torch.testing.assert_close(parts.kl, gaussian.kl(mu, logvar))
+    torch.testing.assert_close(parts.total, parts.reconstruction + 0.5 * parts.kl)
+
+
+def test_conv_vae_is_translation_equivariant_in_its_first_layer():
+    # Why convolutions: the same filter at every position. Shift the input by 2 pixels (one
+    # stride-2 step), and the first layer's feature map shifts by one cell.
+    model = _conv_model()
+    x = torch.zeros(1, *CONV_SHAPE)
+    x[..., 2:4, 2:4] = 1.0
+    shifted = torch.roll(x, shifts=2, dims=-1)
+    first = model.encoder[0]
+    a, b = first(x), first(shifted)
+    torch.testing.assert_close(torch.roll(a, shifts=1, dims=-1)[..., 1:3], b[..., 1:3])
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(image_shape=(1, 30, 30)), "image_shape"),
+    (dict(image_shape=(28, 28)), "image_shape"),
+    (dict(channels=(16,)), "channels"),
+    (dict(channels=(16, 0)), "channels"),
+    (dict(latent_dim=0), "latent_dim"),
+])
+def test_conv_vae_bad_arguments_name_themselves(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        models.ConvVAE(**kwargs)
+
+
+def test_conv_vae_rejects_wrong_image_shape():
+    model = _conv_model()
+    with pytest.raises(ValueError, match=r"x: expected shape \(N, 1, 8, 8\)"):
+        model.encode(torch.zeros(2, 1, 4, 4))
+
+
+# ---------------------------------------------------------------- training, checkpoints, evaluation
+
+@pytest.mark.parametrize("make, shape", [(_mixture_model, (1, 4, 4)), (_conv_model, CONV_SHAPE)])
+def test_a_few_steps_of_fit_reduce_the_loss(make, shape):
+    model = make()
+    x = _template_images(64, shape)
+    before = evaluate.negative_elbo(model, x).total
+    history = train.fit(model, x, steps=160, batch_size=16, lr=3e-3, progress=False, device="cpu")
+    after = evaluate.negative_elbo(model, x).total
+    assert history.train["total"][-1] < history.train["total"][0]
+    assert after < 0.85 * before, (before, after)
+
+
+@pytest.mark.parametrize("make, shape", [(_mixture_model, (1, 4, 4)), (_conv_model, CONV_SHAPE)])
+def test_checkpoint_roundtrip_of_the_notebook_08_models(make, shape, tmp_path):
+    model = make()
+    train.fit(model, _template_images(32, shape), steps=2, batch_size=16, progress=False, device="cpu")
+    path = train.save_checkpoint(model, tmp_path / "model.pt")
+    loaded = train.load_checkpoint(path)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    for (name, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+    z = torch.randn(3, model.latent_dim, generator=gen(2))
+    torch.testing.assert_close(loaded.decode(z), model.decode(z))
+    torch.testing.assert_close(loaded.prior_log_prob(z), model.prior_log_prob(z))
+    with pytest.raises(ValueError, match="config field"):
+        train.load_checkpoint(path, make(latent_dim=4))
+
+
+def test_vae_prior_hook_is_the_standard_normal():
+    z = torch.randn(2, 5, 20, generator=gen(3))
+    torch.testing.assert_close(models.VAE().prior_log_prob(z), D.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_importance_weights_use_the_models_prior():
+    """log w = log p(x|z) + log p(z) - log q(z|x) with the model's own (mixture) log p(z)."""
+    model = _mixture_model()
+    with torch.no_grad():
+        model.prior_means.mul_(3.0)  # a prior far from N(0, I): using N(0, I) would show
+    x = _template_images(6, (1, 4, 4))
+    seen = []
+    model.prior_log_prob = lambda z: seen.append(z) or type(model).prior_log_prob(model, z)
+    log_w = evaluate.importance_weights(model, x, None, 5)
+    assert log_w.shape == (5, 6) and len(seen) == 1
+    z = seen[0]  # (5, 6, 3)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        log_px_z = -losses.bernoulli_nll(model.decode(z.reshape(-1, 3)), x.repeat(5, 1, 1, 1)).view(5, 6)
+        expected = (log_px_z + gaussian.mixture_log_prob(z, model.prior_means, model.prior_logvars, model.prior_logits)
+                    - gaussian.log_prob(z, mu, logvar))
+        standard = log_px_z + gaussian.log_prob(z) - gaussian.log_prob(z, mu, logvar)
+    torch.testing.assert_close(log_w, expected)
+    assert not torch.allclose(log_w, standard)
+    estimate = evaluate.importance_weighted_nll(model, x, k=20)
+    assert math.isfinite(estimate.mean) and estimate.stderr > 0
+
+
+@pytest.mark.parametrize("make, shape", [(_mixture_model, (1, 4, 4)), (_conv_model, CONV_SHAPE)])
+def test_iwae_bound_is_tighter_than_the_elbo(make, shape):
+    model = make()
+    x = _template_images(64, shape)
+    train.fit(model, x, steps=20, batch_size=16, lr=3e-3, progress=False, device="cpu")
+    nelbo = evaluate.negative_elbo(model, x).total
+    iwae = evaluate.importance_weighted_nll(model, x, k=200)
+    assert iwae.mean < nelbo, (iwae, nelbo)
+    assert iwae.mean > nelbo - 20
+
+
+# ---------------------------------------------------------------- the aggregate posterior's KL, and the figures
+
+def _constant_encoder(mu_value):
+    torch.manual_seed(0)
+    model = models.VAE(image_shape=(1, 4, 4), hidden_dims=(8,), latent_dim=2)
+    with torch.no_grad():
+        for head, bias in ((model.mu_head, mu_value), (model.logvar_head, 0.0)):
+            head.weight.zero_()
+            head.bias.fill_(bias)
+    return model
+
+
+def test_marginal_kl_is_zero_when_every_posterior_is_the_prior():
+    estimate = evaluate.marginal_kl(_constant_encoder(0.0), _template_images(30, (1, 4, 4)), n_samples=500)
+    assert abs(estimate.mean) < 1e-5 and estimate.stderr < 1e-5
+
+
+def test_marginal_kl_of_a_shifted_posterior_matches_the_closed_form():
+    # q(z) = N(c, I) for every image: KL(N(c, I) || N(0, I)) = |c|^2 / 2 = 1.0 for c = (1, 1).
+    estimate = evaluate.marginal_kl(_constant_encoder(1.0), _template_images(30, (1, 4, 4)), n_samples=4000)
+    assert abs(estimate.mean - 1.0) < 4 * estimate.stderr + 1e-9, estimate
+
+
+def test_marginal_kl_uses_the_models_prior_and_checks_arguments():
+    model = _mixture_model(latent_dim=2, n_components=1)
+    with torch.no_grad():
+        model.mu_head.weight.zero_(), model.mu_head.bias.fill_(2.0)
+        model.logvar_head.weight.zero_(), model.logvar_head.bias.zero_()
+        model.prior_means.fill_(2.0), model.prior_logvars.zero_()
+    assert abs(evaluate.marginal_kl(model, _template_images(10, (1, 4, 4)), n_samples=200).mean) < 1e-5
+    with pytest.raises(TypeError, match="model"):
+        evaluate.marginal_kl(models.CVAE(image_shape=(1, 4, 4), latent_dim=2), _template_images(4, (1, 4, 4)))
+    with pytest.raises(ValueError, match="n_samples"):
+        evaluate.marginal_kl(model, _template_images(4, (1, 4, 4)), n_samples=0)
+
+
+def test_prior_ellipses_and_loss_vs_time_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from vae_course import plots
+
+    model = _mixture_model(latent_dim=2, n_components=3)
+    fig = plots.latent_scatter(torch.randn(40, 2, generator=gen(1)), torch.arange(40) % 10)
+    plots.prior_ellipses(fig.axes[0], model.prior_means, model.prior_logvars, model.prior_weights)
+    ellipses = [line for line in fig.axes[0].lines if len(line.get_xdata()) == 100]
+    assert len(ellipses) == 3
+    x0 = ellipses[0].get_xdata()
+    sigma = math.exp(0.5 * model.prior_logvars[0, 0].item())
+    assert (x0.max() - x0.min()) / 2 == pytest.approx(2.0 * sigma, rel=1e-3)
+    x = _template_images(32, (1, 4, 4))
+    history = train.fit(model, x, steps=6, batch_size=16, progress=False, device="cpu", test_images=x)
+    fig = plots.loss_vs_time({"mixture": history})
+    line = fig.axes[0].lines[0]
+    assert list(line.get_ydata()) == history.test["total"]
+    assert line.get_xdata()[-1] == pytest.approx(sum(history.seconds))
+    bare = train.fit(model, x, steps=2, batch_size=16, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="test_images"):
+        plots.loss_vs_time({"bare": bare})
+
+
+# ================================================================ the one interface of the five models
+
+def _any_model(name, **kw):
+    """A small instance of each of the five models (ConvVAE on 8x8 images, the others on 4x4)."""
+    torch.manual_seed(0)
+    if name == "ConvVAE":
+        return models.ConvVAE(image_shape=CONV_SHAPE, channels=(2, 4), latent_dim=3, **kw)
+    extra = {"MixturePriorVAE": {"n_components": 2}}.get(name, {})
+    return models.MODELS[name](image_shape=SHAPE, hidden_dims=(8,), latent_dim=3, **extra, **kw)
+
+
+def _inputs(model, n=3, seed=0):
+    """Images for ``model`` and the labels it takes (None when it takes none)."""
+    x = torch.rand(n, *model.image_shape, generator=_gen(seed))
+    return x, (_labels(n, model.num_classes, seed) if model.num_classes else None)
+
+
+ALL = sorted(models.MODELS)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_answers_the_same_interface(name):
+    model = _any_model(name)
+    x, y = _inputs(model)
+    code = model.encode(x, y)
+    z = code[0] if isinstance(code, tuple) else code
+    assert z.shape == (3, 3)
+    assert model.decode(z, y).shape == (3, *model.image_shape)
+    assert model.reconstruct(x, y).shape == (3, *model.image_shape)
+    parts = model.loss(x, y, beta=1.0, free_bits=0.0, x_in=x)
+    assert all(p.shape == (3,) for p in parts)
+    if hasattr(model, "sample"):
+        assert model.sample(2, y[:2] if y is not None else None, generator=_gen(1)).shape == (2, *model.image_shape)
+    # the same calls by keyword
+    assert model.decode(z=z, y=y).shape == (3, *model.image_shape)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n != "CVAE"])
+def test_a_model_without_labels_refuses_one_by_name(name):
+    model = _any_model(name)
+    x, _ = _inputs(model)
+    y = torch.zeros(3, dtype=torch.int64)
+    calls = {"encode": lambda: model.encode(x, y), "decode": lambda: model.decode(torch.zeros(3, 3), y),
+             "reconstruct": lambda: model.reconstruct(x, y), "loss": lambda: model.loss(x, y)}
+    if hasattr(model, "sample"):
+        calls["sample"] = lambda: model.sample(3, y)
+    for what, call in calls.items():
+        err = _raises(ValueError, "y: ", call)
+        assert "takes no labels" in str(err) and "expected None" in str(err) and "int64" in str(err), (what, err)
+
+
+def test_a_cvae_without_labels_refuses_by_name():
+    model = _any_model("CVAE")
+    x, _ = _inputs(model)
+    for call in (lambda: model.encode(x), lambda: model.decode(torch.zeros(3, 3)), lambda: model.reconstruct(x),
+                 lambda: model.loss(x), lambda: model(x), lambda: model.sample(3)):
+        err = _raises(ValueError, "y: ", call)
+        assert "needs labels" in str(err) and "got None" in str(err)
+
+
+def test_labels_are_a_property_of_the_model_not_of_its_caller():
+    assert [models.MODELS[n].num_classes for n in ALL if n != "CVAE"] == [0] * 4
+    assert _any_model("CVAE", num_classes=4).num_classes == 4
+    assert not any(hasattr(_any_model(n), "conditional") for n in ALL)
+
+
+@pytest.mark.parametrize("beta, free_bits, name", [(2.0, 0.0, "beta"), (0.0, 0.0, "beta"), (1.0, 0.5, "free_bits")])
+def test_an_autoencoder_refuses_kl_options_by_name(beta, free_bits, name):
+    model = _any_model("Autoencoder")
+    x, _ = _inputs(model)
+    err = _raises(ValueError, name, model.loss, x, beta=beta, free_bits=free_bits)
+    assert "Autoencoder" in str(err) and "no KL" in str(err)
+    model.loss(x, beta=1.0, free_bits=0.0)  # the defaults are fine
+
+
+def test_a_mixture_prior_vae_refuses_free_bits_by_name():
+    model = _any_model("MixturePriorVAE")
+    x, _ = _inputs(model)
+    _raises(ValueError, "free_bits", model.loss, x, free_bits=0.5)
+    model.loss(x, beta=0.5)
+
+
+@pytest.mark.parametrize("name", ["VAE", "CVAE", "MixturePriorVAE", "ConvVAE"])
+def test_x_in_is_what_the_encoder_sees_and_x_what_the_loss_scores(name):
+    model = _any_model(name)
+    x, y = _inputs(model)
+    noisy = (x + 0.3).clamp(0, 1)
+    torch.manual_seed(4)
+    parts = model.loss(x, y, x_in=noisy)
+    torch.manual_seed(4)
+    mu, logvar = model.encode(noisy, y)
+    z = model.reparameterize(mu, logvar)
+    torch.testing.assert_close(parts.reconstruction, model.reconstruction_nll(model.decode(z, y), x))
+    torch.manual_seed(4)
+    assert not torch.equal(parts.total, model.loss(x, y).total)  # the same noise, another input
+    _raises(ValueError, "x_in", model.loss, x, y, x_in=noisy[:2])
+    _raises(ValueError, "x_in", model.loss, x, y, x_in=noisy * 2)
+
+
+def test_loss_options_are_keyword_only():
+    model = _any_model("VAE")
+    x, _ = _inputs(model)
+    with pytest.raises(TypeError):
+        model.loss(x, None, 2.0)
+
+
+# ---------------------------------------------------------------- issue 11 class 3: images converted as documented
+
+def _variants(x):
+    """The same pixel values as float64, float16, bfloat16, non-contiguous, and carrying a graph.
+    float16/bfloat16 round the pixels, so those are compared with the rounded float32 images."""
+    w = torch.tensor(1.0, requires_grad=True)
+    wide = torch.cat([x, x], dim=-1)[..., :x.shape[-1]]  # a strided view: the same values, not contiguous
+    assert not wide.is_contiguous()
+    return {"float64": (x.double(), x, None), "float16": (x.half(), x.half().float(), None),
+            "bfloat16": (x.bfloat16(), x.bfloat16().float(), None), "non-contiguous": (wide, x, None),
+            "channels_last-like transpose": (x.transpose(-1, -2).contiguous().transpose(-1, -2), x, None),
+            "with a graph": (x * w, x, w)}
+
+
+@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("variant", ["float64", "float16", "bfloat16", "non-contiguous",
+                                     "channels_last-like transpose", "with a graph"])
+def test_images_of_any_float_dtype_layout_or_graph_are_converted(name, variant):
+    """encode, decode, loss and reconstruct take the variant and give the float32 answer."""
+    model = _any_model(name)
+    x, y = _inputs(model)
+    given, same_as, leaf = _variants(x)[variant]
+    code, want_code = model.encode(given, y), model.encode(same_as, y)
+    for got, want in zip(code if isinstance(code, tuple) else (code,), want_code if isinstance(want_code, tuple) else (want_code,)):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want)
+    z = (want_code[0] if isinstance(want_code, tuple) else want_code).detach()
+    torch.testing.assert_close(model.decode(z.to(given.dtype) if variant != "with a graph" else z, y),
+                               model.decode(z, y), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(model.reconstruct(given, y), model.reconstruct(same_as, y))
+    torch.manual_seed(1)
+    parts = model.loss(given, y)
+    torch.manual_seed(1)
+    torch.testing.assert_close(parts.total, model.loss(same_as, y).total)
+    if leaf is not None:  # the graph is kept: a learner can differentiate with respect to the input
+        parts.total.sum().backward()
+        assert leaf.grad is not None and torch.isfinite(leaf.grad)
+
+
+@pytest.mark.parametrize("variant", ["float64", "float16", "bfloat16", "non-contiguous", "with a graph"])
+def test_fit_and_evaluate_take_converted_images_and_detach_them(variant):
+    model_a, model_b = _any_model("VAE"), _any_model("VAE")
+    x, _ = _inputs(model_a, n=16)
+    given, same_as, leaf = _variants(x)[variant]
+    kw = dict(steps=3, batch_size=8, device="cpu", progress=False)
+    train.fit(model_a, given, test_images=given, **kw)
+    train.fit(model_b, same_as, test_images=same_as, **kw)
+    assert all(torch.equal(a, b) for a, b in zip(model_a.parameters(), model_b.parameters()))
+    assert evaluate.negative_elbo(model_a, given) == evaluate.negative_elbo(model_a, same_as)
+    per_image = evaluate.negative_elbo_per_example(model_a, given)
+    assert not per_image.requires_grad
+    if leaf is not None:
+        assert leaf.grad is None  # nothing was backpropagated into the caller's graph
+
+
+def test_a_double_model_converts_float32_images_to_float64():
+    model = _any_model("VAE").double()
+    x, _ = _inputs(model)
+    mu, _ = model.encode(x)
+    assert mu.dtype == torch.float64
+    assert model.loss(x).total.dtype == torch.float64
+    assert model.sample(2).dtype == torch.float64
+
+
+@pytest.mark.parametrize("bad, exc", [(torch.zeros(2, 1, 4, 4, dtype=torch.int32), TypeError),
+                                      (torch.zeros(2, 1, 4, 4, dtype=torch.complex64), TypeError),
+                                      (torch.full((2, 1, 4, 4), float("nan"), dtype=torch.float16), ValueError),
+                                      (torch.full((2, 1, 4, 4), 2.0, dtype=torch.float64), ValueError)])
+def test_images_that_cannot_be_converted_are_refused_by_name(bad, exc):
+    for name in ("VAE", "Autoencoder"):
+        model = _any_model(name)
+        _raises(exc, "x", model.encode, bad)
+        _raises(exc, "x", model.loss, bad)
+        _raises(exc, "x", model.reconstruct, bad)
+        _raises(exc, "images", train.fit, model, bad, steps=1, progress=False)

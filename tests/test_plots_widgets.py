@@ -169,6 +169,27 @@ def test_cvae_sliders_change_with_the_class_and_refuse_a_vae(vae2):
         widgets.cvae_sliders(vae2)
 
 
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_latent_sliders_take_every_model_and_a_digit_only_for_one_with_labels(name):
+    torch.manual_seed(0)
+    extra = {"ConvVAE": {}, "MixturePriorVAE": {"n_components": 2}}.get(name, {"hidden_dims": (8,)})
+    model = models.MODELS[name](latent_dim=2, **extra).eval()
+    w = widgets.latent_sliders(model)
+    assert (w.digit is not None) == (name == "CVAE")
+    w.sliders[0].value = 1.0
+    y = torch.tensor([w.digit.value]) if w.digit is not None else None
+    with torch.no_grad():
+        expected = model.to_pixels(model.decode(torch.tensor([[1.0, 0.0]]), y))[0, 0].numpy()
+    np.testing.assert_allclose(w.pixels, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["vae", None, torch.nn.Linear(2, 2), 3])
+def test_sliders_refuse_what_is_not_a_course_model_by_name(bad):
+    for make in (widgets.latent_sliders, widgets.cvae_sliders):
+        with pytest.raises(TypeError, match="^model: expected a model of vae_course.models"):
+            make(bad)
+
+
 def test_kl_explorer_shows_the_closed_form_and_redraws():
     w = widgets.kl_explorer()
     assert w.kl == pytest.approx(0.0)

@@ -11,8 +11,9 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from vae_course import evaluate, models, train
+from vae_course import evaluate, losses, models, train
 from helpers import gen
 
 SHAPE = (1, 4, 4)
@@ -37,8 +38,13 @@ def _model(cls=models.VAE, seed=0, **kw):
     return cls(**kw)
 
 
-def _fit(model, x, y=None, **kw):
-    kw = {"epochs": 3, "batch_size": 16, "lr": 1e-2, "device": "cpu", "progress": False, **kw}
+def _fit(model, x, y=None, passes=3, **kw):
+    """``fit`` for ``passes`` passes over ``x`` (``steps`` = passes x batches per pass), unless ``steps`` is given."""
+    kw = {"batch_size": 16, "lr": 1e-2, "device": "cpu", "progress": False, **kw}
+    if "steps" not in kw:
+        bs = kw["batch_size"]
+        per_pass = math.ceil(len(x) / bs) if isinstance(bs, int) and bs > 0 and hasattr(x, "__len__") else 1
+        kw["steps"] = passes * per_pass if isinstance(passes, int) else passes
     return train.fit(model, x, y, **kw)
 
 
@@ -53,7 +59,7 @@ def _same_weights(a, b):
 def test_loss_decreases_on_a_learnable_dataset(cls):
     x, y = _dataset()
     model = _model(cls, num_classes=2) if cls is models.CVAE else _model(cls)
-    history = _fit(model, x, y if cls is models.CVAE else None, epochs=12, batch_size=32, lr=2e-2)
+    history = _fit(model, x, y if cls is models.CVAE else None, passes=12, batch_size=32, lr=2e-2)
     first, last = history.train["total"][0], history.train["total"][-1]
     assert last < 0.75 * first, history.train["total"]
     assert not model.training  # fit leaves the model in eval mode
@@ -63,7 +69,7 @@ def test_history_has_every_part_every_epoch():
     x, y = _dataset()
     tx, ty = _dataset(20, seed=1)
     model = _model(models.VAE)
-    history = _fit(model, x, epochs=4, beta=2.0, test_images=tx)
+    history = _fit(model, x, passes=4, beta=2.0, test_images=tx)
     assert history.epochs == 4
     for split in (history.train, history.test):
         assert set(split) == {"total", "reconstruction", "kl"}
@@ -82,7 +88,7 @@ def test_history_has_every_part_every_epoch():
 
 def test_history_without_test_images_has_empty_test_lists():
     x, _ = _dataset()
-    history = _fit(_model(), x, epochs=2)
+    history = _fit(_model(), x, passes=2)
     assert all(v == [] for v in history.test.values())
     assert all(len(v) == 2 for v in history.train.values())
 
@@ -92,9 +98,11 @@ def test_train_epoch_mean_is_over_all_examples_with_a_short_last_batch():
     x, _ = _dataset(10)
     model = _model(models.Autoencoder)
     snapshot = copy.deepcopy(model)
-    history = _fit(model, x, epochs=1, batch_size=4, lr=1e-12)  # lr ~ 0: weights barely move
+    history = _fit(model, x, passes=2, batch_size=4, lr=1e-12)  # lr ~ 0: weights barely move
     expected = snapshot.loss(x).total.mean().item()
+    assert history.steps == [3, 6]  # 3 steps per pass: batches of 4, 4 and 2
     assert history.train["total"][0] == pytest.approx(expected, rel=1e-4)
+    assert history.train["total"][1] == pytest.approx(expected, rel=1e-4)
 
 
 def test_same_seed_same_result_different_seed_different_result():
@@ -112,8 +120,8 @@ def test_same_seed_same_result_different_seed_different_result():
 def test_beta_zero_does_not_penalize_kl():
     x, _ = _dataset()
     free, tied = _model(seed=2), _model(seed=2)
-    h0 = _fit(free, x, beta=0.0, epochs=8, batch_size=32, lr=2e-2)
-    h1 = _fit(tied, x, beta=1.0, epochs=8, batch_size=32, lr=2e-2)
+    h0 = _fit(free, x, beta=0.0, passes=8, batch_size=32, lr=2e-2)
+    h1 = _fit(tied, x, beta=1.0, passes=8, batch_size=32, lr=2e-2)
     assert h0.train["total"] == h0.train["reconstruction"]
     assert h1.train["total"] != h1.train["reconstruction"]
     # without the KL penalty q(z|x) drifts away from the prior; with it, it stays closer
@@ -135,14 +143,19 @@ def test_beta_zero_gives_the_kl_no_gradient():
 def test_cvae_trains_with_labels():
     x, y = _dataset()
     model = _model(models.CVAE, num_classes=2)
-    history = _fit(model, x, y, epochs=2, test_images=x[:10], test_labels=y[:10])
+    history = _fit(model, x, y, passes=2, test_images=x[:10], test_labels=y[:10])
     assert len(history.test["total"]) == 2
 
 
-def test_autoencoder_accepts_unused_labels():
+@pytest.mark.parametrize("cls", [models.Autoencoder, models.VAE])
+def test_a_model_without_labels_refuses_them_in_fit(cls):
     x, y = _dataset()
-    history = _fit(_model(models.Autoencoder), x, y, epochs=1)
-    assert history.epochs == 1
+    model = _model(cls)
+    before = copy.deepcopy(model)
+    _raises(ValueError, "labels: ", _fit, model, x, y)
+    _raises(ValueError, "test_labels: ", _fit, model, x, test_images=x[:4], test_labels=y[:4])
+    _raises(ValueError, "test_labels", _fit, model, x, test_labels=y[:4])  # labels without test images
+    assert _same_weights(model, before)
 
 
 def test_corrupt_denoising_autoencoder():
@@ -154,7 +167,7 @@ def test_corrupt_denoising_autoencoder():
         return batch * (torch.rand(batch.shape) > 0.3)
 
     model = _model(models.Autoencoder)
-    history = _fit(model, x, epochs=2, batch_size=8, corrupt=corrupt)
+    history = _fit(model, x, passes=2, batch_size=8, corrupt=corrupt)
     assert len(calls) == 2 * 4  # once per step
     seen = torch.cat(calls)
     assert seen.shape == (64, *SHAPE)
@@ -164,12 +177,32 @@ def test_corrupt_denoising_autoencoder():
     assert all(torch.isfinite(torch.tensor(v)).all() for v in history.train.values())
 
 
-def test_corrupt_is_refused_for_a_vae():
+@pytest.mark.parametrize("cls", [models.VAE, models.CVAE])
+def test_corrupt_trains_a_denoising_vae_on_the_clean_target(cls):
+    """Every model takes x_in: the encoder sees corrupt(x), the loss scores x."""
+    x, y = _dataset(8)
+    model = _model(cls, **({"num_classes": 2} if cls is models.CVAE else {}))
+    labels = y if cls is models.CVAE else None
+    plain, denoise = copy.deepcopy(model), copy.deepcopy(model)
+    _fit(plain, x, labels, steps=2, batch_size=4, corrupt=lambda b: b)  # the identity: plain training
+    _fit(model, x, labels, steps=2, batch_size=4)
+    assert _same_weights(plain, model)
+    _fit(denoise, x, labels, steps=2, batch_size=4, corrupt=lambda b: b * 0.5)
+    assert not _same_weights(denoise, model)
+
+
+@pytest.mark.parametrize("corrupt, exc, name", [
+    ("noise", TypeError, "corrupt"),
+    (lambda b: b * 2, ValueError, "corrupt(x)"),
+    (lambda b: b[:1], ValueError, "corrupt(x)"),
+    (lambda b: b.numpy(), TypeError, "corrupt(x)"),
+])
+def test_a_bad_corrupt_is_refused_by_name_before_a_step(corrupt, exc, name):
     x, _ = _dataset(8)
-    for cls in (models.VAE, models.CVAE):
-        model = _model(cls)
-        with pytest.raises(ValueError, match="corrupt"):
-            _fit(model, x, torch.zeros(8, dtype=torch.int64), corrupt=lambda b: b)
+    model = _model()
+    before = copy.deepcopy(model)
+    _raises(exc, name, _fit, model, x, corrupt=corrupt)
+    assert _same_weights(model, before)
 
 
 # ---------------------------------------------------------------- non-finite loss
@@ -179,7 +212,7 @@ class _Snapshots:
 
     def __init__(self, model):
         self.model, self.last = model, None
-        model.register_forward_pre_hook(self)
+        model.encoder.register_forward_pre_hook(self)  # fit calls the model's parts, not model()
 
     def __call__(self, module, args):
         self.last = copy.deepcopy(self.model.state_dict())
@@ -190,7 +223,7 @@ def test_blowup_raises_before_the_optimizer_step():
     model = _model()
     snaps = _Snapshots(model)
     with pytest.raises(FloatingPointError, match="non-finite"):
-        _fit(model, x, lr=1e10, epochs=5)
+        _fit(model, x, lr=1e10, passes=5)
     assert snaps.last is not None
     now = model.state_dict()
     # weights equal those used in the failing forward pass: no step was taken after it
@@ -205,7 +238,7 @@ def test_nan_weights_raise_and_leave_parameters_unchanged():
         model.decoder[0].weight[0, 0] = float("nan")
     before = copy.deepcopy(model)
     with pytest.raises(FloatingPointError):
-        _fit(model, x, epochs=2)
+        _fit(model, x, passes=2)
     for (name, p), q in zip(model.named_parameters(), before.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True, msg=name)
 
@@ -225,22 +258,22 @@ def test_nonfinite_gradient_with_finite_loss_is_caught(monkeypatch):
         def backward(ctx, g):
             return g * float("inf")
 
-    original = models.Autoencoder.loss
+    original = models.Autoencoder._loss
 
-    def loss(self, x, y=None, beta=1.0, x_in=None):
-        parts = original(self, x, y, beta, x_in)
+    def loss(self, *args):
+        parts = original(self, *args)
         return parts._replace(total=InfGrad.apply(parts.total))
 
-    monkeypatch.setattr(models.Autoencoder, "loss", loss)
+    monkeypatch.setattr(models.Autoencoder, "_loss", loss)  # fit's per-step loss
     with pytest.raises(FloatingPointError, match="gradient"):
-        _fit(model, x, epochs=1)
+        _fit(model, x, passes=1)
     assert _same_weights(model, before)
 
 
 # ---------------------------------------------------------------- checkpoints
 
 def _outputs(model, x, y=None):
-    cond = (y,) if model.conditional else ()
+    cond = (y,) if model.num_classes else ()
     z = torch.randn(x.shape[0], model.latent_dim, generator=_gen(3))
     enc = model.encode(x, *cond)
     enc = enc if isinstance(enc, tuple) else (enc,)
@@ -252,7 +285,7 @@ def test_checkpoint_roundtrip(cls, tmp_path):
     x, y = _dataset()
     model = _model(cls, num_classes=2) if cls is models.CVAE else _model(cls)
     path = tmp_path / "sub" / "model.pt"
-    history = _fit(model, x, y if model.conditional else None, epochs=2, checkpoint=path)
+    history = _fit(model, x, y if model.num_classes else None, passes=2, checkpoint=path)
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no *.tmp left
     loaded = train.load_checkpoint(path)
     assert type(loaded) is cls and loaded.config == model.config
@@ -379,7 +412,7 @@ def _raises(exc, name, fn, *args, **kwargs):
 def test_fit_bad_arguments_name_the_argument():
     x, y = _dataset(8)
     model = _model()
-    for field, bad in [("epochs", 0), ("epochs", -1), ("epochs", 1.5), ("batch_size", 0),
+    for field, bad in [("steps", 0), ("steps", -1), ("steps", 1.5), ("steps", "3"), ("batch_size", 0),
                        ("lr", -1), ("lr", 0), ("lr", float("nan")), ("lr", float("inf")),
                        ("beta", float("nan")), ("beta", -0.5), ("beta", float("inf"))]:
         _raises(ValueError, field, _fit, model, x, **{field: bad})
@@ -391,10 +424,8 @@ def test_fit_bad_arguments_name_the_argument():
     nan[2, 0, 1, 1] = float("nan")
     _raises(ValueError, "images", _fit, model, nan)
     _raises(ValueError, "test_images", _fit, model, x, test_images=torch.rand(3, 1, 4, 5))
-    _raises(TypeError, "labels", _fit, model, x, y.int())
-    _raises(TypeError, "labels", _fit, model, x, y.tolist())
-    _raises(ValueError, "labels", _fit, model, x, y[:5])
-    _raises(ValueError, "labels", _fit, model, x, y - 5)
+    for labels in (y, y.int(), y.tolist(), y[:5], y - 5):  # a VAE takes no labels, good or bad
+        _raises(ValueError, "labels", _fit, model, x, labels)
 
 
 def test_fit_cvae_label_checks():
@@ -418,12 +449,119 @@ def test_bad_arguments_leave_the_model_untouched():
     assert _same_weights(model, before)
 
 
-def test_epochs_for_steps_rounds_to_the_step_budget():
-    assert train.epochs_for_steps(4000, 4500, 128) == 111  # 36 steps per epoch
-    assert train.epochs_for_steps(4000, 60000, 128) == 9  # 469 steps per epoch
-    assert train.epochs_for_steps(10, 60000, 128) == 1  # never zero
-    with pytest.raises(ValueError, match="steps"):
-        train.epochs_for_steps(0, 100)
+def test_steps_is_a_required_keyword():
+    x, _ = _dataset(8)
+    with pytest.raises(TypeError, match="steps"):
+        train.fit(_model(), x, progress=False)
+
+
+def test_steps_per_pass_and_record_points():
+    assert train.steps_per_pass(4500, 128) == 36 and train.steps_per_pass(60000, 128) == 469
+    assert train.steps_per_pass(128, 128) == 1 and train.steps_per_pass(129, 128) == 2
+    assert train.record_points(108, 36) == [36, 72, 108]          # whole passes
+    assert train.record_points(100, 36) == [36, 72, 100]          # the last pass partial
+    assert train.record_points(250, 469) == [125, 250]            # shorter than two passes: two halves
+    assert train.record_points(500, 469) == [250, 500]
+    assert train.record_points(1, 36) == [1]
+    with pytest.raises(ValueError, match="batch_size"):
+        train.steps_per_pass(10, 0)
+
+
+class _StepCounter:
+    """Counts optimizer steps (a hook on Adam.step) and the examples of each batch."""
+
+    def __init__(self, model):
+        self.steps, self.batch_sizes = 0, []
+        model.encoder.register_forward_pre_hook(lambda m, args: self.batch_sizes.append(args[0].shape[0]))
+
+    def __call__(self, optimizer, args, kwargs):
+        self.steps += 1
+
+
+@pytest.mark.parametrize("n, batch_size, steps", [(64, 16, 8), (64, 16, 11), (10, 4, 5), (64, 16, 1), (10, 32, 3)])
+def test_fit_takes_exactly_steps_optimizer_steps_in_shuffled_passes(n, batch_size, steps, monkeypatch):
+    x, _ = _dataset(n)
+    model = _model()
+    counter = _StepCounter(model)
+    handle = register_optimizer_step_post_hook(counter)
+    try:
+        history = _fit(model, x, steps=steps, batch_size=batch_size)
+    finally:
+        handle.remove()
+    assert counter.steps == steps
+    per_pass = math.ceil(n / batch_size)
+    assert history.steps == train.record_points(steps, per_pass) and history.steps[-1] == steps
+    # each pass is a permutation: batches of batch_size, the last one of a pass smaller
+    expected = [min(batch_size, n - (i % per_pass) * batch_size) for i in range(steps)]
+    assert counter.batch_sizes == expected
+    # an entry's mean is over the examples it saw: the entries' sample counts add up
+    seen = [sum(expected[a:b]) for a, b in zip([0, *history.steps[:-1]], history.steps)]
+    assert len(history.train["total"]) == len(seen) == history.epochs
+
+
+def test_fit_is_the_plain_loop():
+    """fit == encode, reparameterize, decode, loss, backward, Adam step on batches of a permutation
+    drawn from a generator seeded with ``seed`` (the loop of notebook 04), bit for bit on CPU."""
+    x, _ = _dataset()
+    by_fit, by_hand = _model(seed=2), _model(seed=2)
+    _fit(by_fit, x, steps=6, batch_size=16, lr=1e-2, seed=4)
+    torch.manual_seed(4)
+    order_rng = torch.Generator().manual_seed(4)
+    optimizer = torch.optim.Adam(by_hand.parameters(), lr=1e-2, fused=True)
+    step = 0
+    while step < 6:
+        order = torch.randperm(len(x), generator=order_rng)
+        for i in range(0, len(x), 16):
+            if step == 6:
+                break
+            xb = x[order[i:i + 16]]
+            mu, logvar = by_hand.encode(xb)
+            z = by_hand.reparameterize(mu, logvar)
+            loss = losses.negative_elbo(by_hand.decode(z), xb, mu, logvar).total.mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+    assert _same_weights(by_fit, by_hand)
+
+
+def test_the_step_checks_loss_and_gradient_with_one_host_sync(monkeypatch):
+    """The per-step guard reads one value from the device (Tensor.__bool__ once), and the
+    per-step loss is the model's unchecked _loss (the data were checked once by fit)."""
+    x, _ = _dataset()
+    model = _model()
+    calls = {"bool": 0, "item": 0, "public loss": 0}
+    original_bool, original_item = torch.Tensor.__bool__, torch.Tensor.item
+    monkeypatch.setattr(type(model), "loss", lambda *a, **k: calls.__setitem__("public loss", 1))
+
+    def counting_bool(self):
+        calls["bool"] += 1
+        return original_bool(self)
+
+    def counting_item(self):
+        calls["item"] += 1
+        return original_item(self)
+
+    data = train._DataOrder(len(x), 16, torch.Generator().manual_seed(0), "cpu")
+
+    class Optimizer:  # Adam's own bookkeeping (CPU step counters) is not the step's guard
+        steps = 0
+
+        def zero_grad(self, set_to_none=True):
+            model.zero_grad(set_to_none=set_to_none)
+
+        def step(self):
+            self.steps += 1
+
+    optimizer = Optimizer()
+    params = list(model.parameters())
+    xb = x[data.next_batch()]
+    monkeypatch.setattr(torch.Tensor, "__bool__", counting_bool)
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    train._train_step(model, optimizer, params, xb, None, None, 1.0, 0.0)
+    monkeypatch.undo()
+    assert calls["public loss"] == 0 and optimizer.steps == 1
+    assert calls["bool"] + calls["item"] <= 1, calls
 
 
 # ---------------------------------------------------------------- resume, and faults around checkpoints
@@ -434,7 +572,7 @@ def _optimizer_state(path):
 
 @pytest.mark.parametrize("cls", [models.VAE, models.CVAE])
 def test_resume_equals_training_straight_through_bit_for_bit(cls, tmp_path):
-    """2 epochs straight == 1 epoch, a save, a resume (in a fresh model) and 1 more epoch."""
+    """3 passes straight == 2 passes, a save, a resume (in a fresh model) and 1 more pass."""
     x, y = _dataset()
     tx, ty = _dataset(20, seed=1)
     make = lambda seed: _model(cls, seed=seed, **({"num_classes": 2} if cls is models.CVAE else {}))  # noqa: E731
@@ -442,18 +580,18 @@ def test_resume_equals_training_straight_through_bit_for_bit(cls, tmp_path):
     fit_kw = {"seed": 5, "test_images": tx, "test_labels": ty if cls is models.CVAE else None}
 
     straight = make(1)
-    h_straight = _fit(straight, x, labels, epochs=2, checkpoint=tmp_path / "straight.pt", **fit_kw)
+    h_straight = _fit(straight, x, labels, passes=3, checkpoint=tmp_path / "straight.pt", **fit_kw)
 
     first = make(1)
-    _fit(first, x, labels, epochs=1, checkpoint=tmp_path / "half.pt", **fit_kw)
+    _fit(first, x, labels, passes=2, checkpoint=tmp_path / "half.pt", **fit_kw)
     resumed = make(7)  # other initial weights: everything must come from the checkpoint
-    h_resumed = _fit(resumed, x, labels, epochs=2, resume_from=tmp_path / "half.pt",
+    h_resumed = _fit(resumed, x, labels, passes=3, resume_from=tmp_path / "half.pt",
                      checkpoint=tmp_path / "resumed.pt", **fit_kw)
 
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), name
     assert h_resumed.train == h_straight.train and h_resumed.test == h_straight.test
-    assert h_resumed.epochs == 2 and len(h_resumed.seconds) == 2
+    assert h_resumed.epochs == 3 and len(h_resumed.seconds) == 3 and h_resumed.steps == h_straight.steps
     adam_a, adam_b = _optimizer_state(tmp_path / "straight.pt"), _optimizer_state(tmp_path / "resumed.pt")
     assert adam_a.keys() == adam_b.keys()
     for k in adam_a:
@@ -463,23 +601,35 @@ def test_resume_equals_training_straight_through_bit_for_bit(cls, tmp_path):
     # states (a fresh fit) gives other weights.
     naive = make(7)
     train.load_checkpoint(tmp_path / "half.pt", naive)
-    _fit(naive, x, labels, epochs=1, **fit_kw)
+    _fit(naive, x, labels, passes=1, **fit_kw)
     assert not _same_weights(naive, straight)
+
+
+@pytest.mark.parametrize("first_steps", [1, 3, 6, 9])
+def test_a_resume_inside_a_pass_continues_that_pass_bit_for_bit(first_steps, tmp_path):
+    """A checkpoint taken after any number of steps (inside a pass too) resumes as if never stopped."""
+    x, _ = _dataset()  # 4 steps per pass
+    straight, first, resumed = _model(seed=1), _model(seed=1), _model(seed=8)
+    _fit(straight, x, steps=10, seed=2)
+    _fit(first, x, steps=first_steps, seed=2, checkpoint=tmp_path / "part.pt")
+    history = _fit(resumed, x, steps=10, seed=2, resume_from=tmp_path / "part.pt")
+    assert _same_weights(straight, resumed)
+    assert history.steps[-1] == 10 and history.steps == sorted(set(history.steps))
 
 
 def test_resume_refuses_what_it_cannot_continue(tmp_path):
     x, _ = _dataset()
     path = tmp_path / "m.pt"
-    _fit(_model(), x, epochs=2, checkpoint=path)
-    with pytest.raises(ValueError, match="epochs: .*already trained 2 epochs"):
-        _fit(_model(), x, epochs=2, resume_from=path)
+    _fit(_model(), x, passes=2, checkpoint=path)
+    with pytest.raises(ValueError, match="steps: .*already taken 8 optimizer steps"):
+        _fit(_model(), x, passes=2, resume_from=path)
     with pytest.raises(ValueError, match="latent_dim"):  # a checkpoint of another configuration
-        _fit(_model(latent_dim=3), x, epochs=3, resume_from=path)
+        _fit(_model(latent_dim=3), x, passes=3, resume_from=path)
     weights_only = train.save_checkpoint(_model(), tmp_path / "w.pt")
     with pytest.raises(ValueError, match="resume_from: .*weights only"):
-        _fit(_model(), x, epochs=3, resume_from=weights_only)
+        _fit(_model(), x, passes=3, resume_from=weights_only)
     with pytest.raises(FileNotFoundError):
-        _fit(_model(), x, epochs=3, resume_from=tmp_path / "missing.pt")
+        _fit(_model(), x, passes=3, resume_from=tmp_path / "missing.pt")
 
 
 class _NaNAtCall:
@@ -499,16 +649,16 @@ def test_a_blow_up_keeps_the_parameters_and_the_last_good_checkpoint(fault, tmp_
     x, _ = _dataset()
     path = tmp_path / "m.pt"
     model = _model()
-    _fit(model, x, epochs=1, checkpoint=path)  # the last good checkpoint (4 steps of batch 16)
+    _fit(model, x, passes=1, checkpoint=path)  # the last good checkpoint (4 steps of batch 16)
     good_bytes = path.read_bytes()
     good_weights = copy.deepcopy(model.state_dict())
     snaps = _Snapshots(model)
     with pytest.raises(FloatingPointError, match="non-finite") as info:
         if fault == "nan batch":  # the 2nd batch of epoch 2
             hook = _NaNAtCall(model.decoder, 2)
-            _fit(model, x, epochs=3, checkpoint=path, resume_from=path)
+            _fit(model, x, passes=3, checkpoint=path, resume_from=path)
         else:
-            _fit(model, x, epochs=3, lr=1e6, checkpoint=path, resume_from=path)
+            _fit(model, x, passes=3, lr=1e6, checkpoint=path, resume_from=path)
     assert "before the optimizer step" in str(info.value)
     # no step after the failing forward pass, and the weights are finite
     now = model.state_dict()
@@ -524,8 +674,9 @@ def test_a_blow_up_keeps_the_parameters_and_the_last_good_checkpoint(fault, tmp_
     # and training resumes from it
     if fault == "nan batch":
         hook.handle.remove()
-    history = _fit(_model(seed=3), x, epochs=2, resume_from=path)
-    assert history.epochs == 2 and all(math.isfinite(v) for v in history.train["total"])
+    history = _fit(_model(seed=3), x, passes=2, resume_from=path)
+    # the checkpoint's run (4 steps, shorter than two passes) was recorded in halves; then one pass
+    assert history.steps == [2, 4, 8] and all(math.isfinite(v) for v in history.train["total"])
 
 
 _KILLED_SAVE = """
@@ -575,7 +726,7 @@ def _tampered(tmp_path, change):
     x, _ = _dataset()
     good = tmp_path / "good.pt"
     if not good.exists():
-        _fit(_model(), x, epochs=2, checkpoint=good)
+        _fit(_model(), x, passes=2, checkpoint=good)
     state = torch.load(good, weights_only=True)
     change(state)
     path = tmp_path / "tampered.pt"
@@ -609,7 +760,7 @@ REFUSED_RESUMES = {
     "optimizer params": (lambda s: s["optimizer"]["param_groups"][0].update({"params": [0]}), "optimizer"),
     "history length": (lambda s: s["history"]["train"]["total"].append(1.0), "history.train.total"),
     "history parts": (lambda s: s["history"].update({"test": {}}), "history.test"),
-    "epochs already done": (lambda s: None, "epochs"),
+    "steps already done": (lambda s: None, "steps"),
 }
 
 
@@ -623,7 +774,7 @@ def test_a_refused_resume_changes_nothing(tmp_path, case):
     torch.manual_seed(1234)
     rng = torch.get_rng_state()
     with pytest.raises(ValueError) as info:
-        _fit(model, x, epochs=2 if case == "epochs already done" else 3, resume_from=path)
+        _fit(model, x, passes=2 if case == "steps already done" else 3, resume_from=path)
     assert field in str(info.value), str(info.value)
     assert all(torch.equal(model.state_dict()[k], before[k]) for k in before), "the weights changed"
     assert torch.equal(torch.get_rng_state(), rng), "the global RNG changed"
@@ -669,10 +820,10 @@ def test_an_unwritable_checkpoint_path_is_refused_before_the_first_epoch(tmp_pat
         model = _model()
         before = copy.deepcopy(model.state_dict())
         with pytest.raises(ValueError, match="^checkpoint: expected"):
-            _fit(model, x, epochs=1, checkpoint=bad)
+            _fit(model, x, passes=1, checkpoint=bad)
         assert all(torch.equal(model.state_dict()[k], before[k]) for k in before)
     # a folder that does not exist yet is fine: it is created on the first save
-    _fit(_model(), x, epochs=1, checkpoint=tmp_path / "new" / "m.pt")
+    _fit(_model(), x, passes=1, checkpoint=tmp_path / "new" / "m.pt")
     assert (tmp_path / "new" / "m.pt").is_file()
 
 
@@ -681,7 +832,7 @@ def test_a_device_that_cannot_hold_the_weights_is_refused_before_anything_moves(
     x, _ = _dataset()
     model = _model()
     with pytest.raises(ValueError, match="^device: expected"):
-        _fit(model, x, epochs=1, device=device)
+        _fit(model, x, passes=1, device=device)
     assert model.device == torch.device("cpu")
 
 
@@ -689,8 +840,8 @@ def test_a_device_that_cannot_hold_the_weights_is_refused_before_anything_moves(
 def test_numpy_and_tensor_seeds_are_accepted(seed):
     x, _ = _dataset()
     a, b = _model(), _model()
-    _fit(a, x, epochs=1, seed=seed)
-    _fit(b, x, epochs=1, seed=3)
+    _fit(a, x, passes=1, seed=seed)
+    _fit(b, x, passes=1, seed=3)
     assert _same_weights(a, b)
 
 
@@ -698,7 +849,7 @@ def test_numpy_and_tensor_seeds_are_accepted(seed):
 def test_bad_seeds_are_refused_by_name(seed):
     x, _ = _dataset()
     with pytest.raises(ValueError, match="^seed: expected"):
-        _fit(_model(), x, epochs=1, seed=seed)
+        _fit(_model(), x, passes=1, seed=seed)
 
 
 def test_images_carrying_an_autograd_graph_train_without_a_second_backward():
@@ -707,6 +858,6 @@ def test_images_carrying_an_autograd_graph_train_without_a_second_backward():
     w = torch.tensor(0.5, requires_grad=True)
     with_graph = x * w * 2  # values of x, but a non-leaf tensor with a graph
     a, b = _model(), _model()
-    _fit(a, with_graph, epochs=3)
-    _fit(b, x, epochs=3)
+    _fit(a, with_graph, passes=3)
+    _fit(b, x, passes=3)
     assert _same_weights(a, b) and w.grad is None

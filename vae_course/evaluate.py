@@ -7,12 +7,13 @@ global one, so the same model and data give the same numbers every time.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from vae_course import losses, validate
+from vae_course import gaussian, losses, stats, validate
 from vae_course.models import VAE
 
 
@@ -24,44 +25,49 @@ class Estimate(NamedTuple):
 
 
 def _batches(model, images, labels, batch_size):
-    validate.images(images, "images", model.image_shape)
-    if model.conditional:
-        if labels is None:
-            raise ValueError("labels: a conditional model needs labels, got None")
-        validate.labels(labels, "labels", images.shape[0], model.num_classes)
-    validate.positive_int(batch_size, "batch_size")
+    """``(x, y)`` batches of ``batch_size`` images on the model's device, in its dtype, detached;
+    ``y`` is None for a model that takes no labels. Everything is checked here, before the first
+    batch (the model refuses labels it does not take and asks for those it needs)."""
+    images = model.check_images(images, "images").detach()
+    labels = model.check_labels(labels, images.shape[0], "labels")
+    batch_size = validate.positive_int(batch_size, "batch_size")
     device = model.device
-    for i in range(0, images.shape[0], batch_size):
-        y = labels[i:i + batch_size].to(device) if labels is not None and model.conditional else None
-        yield images[i:i + batch_size].to(device), y
+    return ((images[i:i + batch_size].to(device), labels[i:i + batch_size].to(device) if labels is not None else None)
+            for i in range(0, images.shape[0], batch_size))
 
 
-def _seeded(seed: int, device: torch.device):
-    seed = validate.seed(seed)  # before the fork: a refused seed leaves no RNG context open
-    devices = [device] if device.type == "cuda" else []
-    rng = torch.random.fork_rng(devices=devices)
-    rng.__enter__()
-    torch.manual_seed(seed)
-    return rng
+@contextmanager
+def evaluating(model: nn.Module, seed: int | None = None):
+    """Within the block: ``model`` in eval mode, no gradients, and torch's random number generator
+    forked (seeded with ``seed`` when given), so evaluation draws the same z every time and leaves
+    the caller's RNG as it was. On exit the model's train/eval mode is restored."""
+    seed = validate.seed(seed) if seed is not None else None  # before the fork: a refused seed opens nothing
+    was_training = model.training
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        if seed is not None:
+            torch.manual_seed(seed)
+        model.eval()
+        try:
+            yield model
+        finally:
+            model.train(was_training)
 
 
 @torch.no_grad()
 def loss_parts(model: nn.Module, images: Tensor, labels: Tensor | None = None, beta: float = 1.0,
                batch_size: int = 1000, seed: int = 0) -> losses.LossParts:
     """Mean loss parts over ``images`` as floats, nats per example: ``LossParts(total,
-    reconstruction, kl)``; for a VAE/CVAE ``total`` is the negative ELBO (beta = 1), one z sample
-    per image."""
-    was_training = model.training
-    model.eval()
+    reconstruction, kl)`` of the model's training loss, one z sample per image. ``total`` is
+    ``reconstruction + beta * kl``: the negative ELBO when ``beta = 1`` (the default); for an
+    Autoencoder, the reconstruction loss (beta must be 1)."""
+    beta, _ = model.check_loss_options(beta, 0.0)
+    batches = _batches(model, images, labels, batch_size)
     sums = torch.zeros(3, dtype=torch.float64)
-    rng = _seeded(seed, model.device)
-    try:
-        for x, y in _batches(model, images, labels, batch_size):
-            parts = model.loss(x, y, beta=beta)
+    with evaluating(model, seed):
+        for x, y in batches:
+            parts = model._loss(x, y, beta, 0.0, None)  # checked above, once
             sums += torch.stack([p.double().sum().cpu() for p in parts])
-    finally:
-        rng.__exit__(None, None, None)
-        model.train(was_training)
     means = (sums / images.shape[0]).tolist()
     return losses.LossParts(*means)
 
@@ -79,16 +85,9 @@ def negative_elbo_per_example(model: VAE, images: Tensor, labels: Tensor | None 
     """
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    values = []
-    rng = _seeded(seed, model.device)
-    try:
-        for x, y in _batches(model, images, labels, batch_size):
-            values.append(model.loss(x, y).total.double().cpu())
-    finally:
-        rng.__exit__(None, None, None)
-        model.train(was_training)
+    batches = _batches(model, images, labels, batch_size)
+    with evaluating(model, seed):
+        values = [model._loss(x, y, 1.0, 0.0, None).total.double().cpu() for x, y in batches]
     return torch.cat(values)
 
 
@@ -157,8 +156,8 @@ def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int, chunk_ro
     ``DECODE_ROWS``.
     """
     chunk_rows = validate.positive_int(DECODE_ROWS if chunk_rows is None else chunk_rows, "chunk_rows")
-    mu, logvar = model.encode(x, y) if model.conditional else model.encode(x)
-    logvar = losses.clamp_logvar(logvar)
+    mu, logvar = model.encode(x, y)
+    logvar = gaussian.clamp_logvar(logvar)
     std = (0.5 * logvar).exp()
     eps = torch.randn(k, *mu.shape, device=mu.device)  # (k, N, J)
     n = x.shape[0]
@@ -168,11 +167,11 @@ def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int, chunk_ro
         z = mu + std * eps[start:start + step]  # (c, N, J)
         c = z.shape[0]
         flat_z = z.reshape(-1, model.latent_dim)
-        logits = model.decode(flat_z, y.repeat(c)) if model.conditional else model.decode(flat_z)
+        logits = model.decode(flat_z, None if y is None else y.repeat(c))  # each sample's labels
         x_rep = x.repeat(c, *[1] * (x.dim() - 1))
         log_px_z = -model.reconstruction_nll(logits, x_rep).view(c, n)  # learned variance too
         log_pz = model.prior_log_prob(z)  # N(0, I), or the model's own prior (e.g. a mixture)
-        log_qz = losses.gaussian_log_prob(z, mu, logvar)
+        log_qz = gaussian.log_prob(z, mu, logvar)
         log_w.append(log_px_z + log_pz - log_qz)
     return torch.cat(log_w)
 
@@ -243,26 +242,21 @@ def importance_weighted_nlls_per_example(model: VAE, images: Tensor, ks=(1, 5, 5
             or any(b <= a or b % a for a, b in zip(ks, ks[1:]))):
         raise ValueError(f"ks: expected increasing positive ints, each dividing the next (e.g. (1, 5, 50)), got {ks!r}")
     total_samples = ks[-1]  # S: every k is a group size within these
-    was_training = model.training
-    model.eval()
+    batches = _batches(model, images, labels, batch_size)
     values = {k: [] for k in ks}
-    rng = _seeded(seed, model.device)
-    try:
-        for x, y in _batches(model, images, labels, batch_size):
+    with evaluating(model, seed):
+        for x, y in batches:
             log_w = importance_weights(model, x, y, total_samples).double()  # (S, n)
             for k in ks:
                 groups = log_w.view(total_samples // k, k, -1)  # (S/k, k, n): disjoint groups of k samples
                 values[k].append(-(torch.logsumexp(groups, dim=1) - math.log(k)).mean(dim=0).cpu())
-    finally:
-        rng.__exit__(None, None, None)
-        model.train(was_training)
     return {k: torch.cat(v) for k, v in values.items()}
 
 
 def _estimate(per_example: Tensor) -> Estimate:
     """Mean and standard error of the mean of ``(N,)`` values."""
-    stderr = float(per_example.std() / math.sqrt(len(per_example))) if len(per_example) > 1 else float("nan")
-    return Estimate(float(per_example.mean()), stderr)
+    mean, stderr = stats.mean_and_stderr(per_example)
+    return Estimate(float(mean), float(stderr))
 
 
 def bits_per_dim(nats, dims: int):
@@ -285,16 +279,12 @@ def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_s
     """``(mu, logvar)`` of q(z|x) for all images, each ``(N, J)`` on the CPU."""
     if not isinstance(model, VAE):
         raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
+    batches = _batches(model, images, labels, batch_size)
     mus, logvars = [], []
-    try:
-        with torch.no_grad():
-            for x, y in _batches(model, images, labels, batch_size):
-                mu, logvar = model.encode(x, y) if model.conditional else model.encode(x)
-                mus.append(mu.cpu()), logvars.append(logvar.cpu())
-    finally:
-        model.train(was_training)
+    with evaluating(model):
+        for x, y in batches:
+            mu, logvar = model._encode(x, y)
+            mus.append(mu.cpu()), logvars.append(logvar.cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 
@@ -307,18 +297,18 @@ def rate_per_example(model: VAE, images: Tensor, labels: Tensor | None = None, b
         TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels or batch_size.
     """
     mu, logvar = _posterior_params(model, images, labels, batch_size)
-    return losses.gaussian_kl(mu, logvar).double()
+    return gaussian.kl(mu, logvar).double()
 
 
 def kl_per_dimension(model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000) -> Tensor:
     """The KL(q(z|x) || N(0, I)) of each latent dimension, averaged over ``images``: ``(J,)`` nats.
 
-    Closed form (``losses.gaussian_kl_per_dim``), no sampling; the entries sum to the mean KL
+    Closed form (``gaussian.kl_per_dim``), no sampling; the entries sum to the mean KL
     (the rate). A dimension with KL near 0 has q(z_j|x) = N(0, 1) for every x: it carries no
     information about x (a collapsed, inactive dimension).
     """
     mu, logvar = _posterior_params(model, images, labels, batch_size)
-    return losses.gaussian_kl_per_dim(mu.double(), logvar.double()).mean(dim=0).float()
+    return gaussian.kl_per_dim(mu.double(), logvar.double()).mean(dim=0).float()
 
 
 class ActiveUnits(NamedTuple):
@@ -372,7 +362,7 @@ def reconstruction_error(model: nn.Module, images: Tensor, labels: Tensor | None
     units squared, in [0, 1]). Used as an anomaly score."""
     errors = []
     for x, y in _batches(model, images, labels, batch_size):
-        recon = model.reconstruct(x, y) if model.conditional else model.reconstruct(x)
+        recon = model.reconstruct(x, y)
         errors.append((recon - x).pow(2).flatten(1).mean(1).cpu())
     return torch.cat(errors)
 
@@ -428,19 +418,16 @@ def marginal_kl(model: VAE, images: Tensor, n_samples: int = 5000, batch_size: i
     Raises:
         TypeError: ``model`` is not an unconditional VAE. ValueError: bad images or counts.
     """
-    if not isinstance(model, VAE) or model.conditional:
+    if not isinstance(model, VAE) or model.num_classes:  # q(z) is over images alone
         raise TypeError(f"model: expected an unconditional VAE, got {type(model).__name__}")
-    validate.images(images, "images", model.image_shape)
+    batches = _batches(model, images, None, 1000)
     validate.positive_int(n_samples, "n_samples")
     validate.positive_int(batch_size, "batch_size")
-    was_training = model.training
-    model.eval()
-    rng = _seeded(seed, model.device)
-    try:
+    with evaluating(model, seed):
         mu, logvar = [], []
-        for x, _ in _batches(model, images, None, 1000):
-            m, v = model.encode(x)
-            mu.append(m), logvar.append(losses.clamp_logvar(v))
+        for x, y in batches:
+            m, v = model._encode(x, y)
+            mu.append(m), logvar.append(gaussian.clamp_logvar(v))
         mu, logvar = torch.cat(mu).double(), torch.cat(logvar).double()
         n = mu.shape[0]
         pick = torch.randint(0, n, (n_samples,), device=mu.device)
@@ -448,15 +435,11 @@ def marginal_kl(model: VAE, images: Tensor, n_samples: int = 5000, batch_size: i
         values = []
         for i in range(0, n_samples, batch_size):
             zb = z[i:i + batch_size]
-            log_q = torch.logsumexp(losses.gaussian_log_prob(zb.unsqueeze(1), mu, logvar), dim=1) - math.log(n)
+            log_q = torch.logsumexp(gaussian.log_prob(zb.unsqueeze(1), mu, logvar), dim=1) - math.log(n)
             log_p = model.prior_log_prob(zb).double()
             values.append((log_q - log_p).cpu())
-    finally:
-        rng.__exit__(None, None, None)
-        model.train(was_training)
     values = torch.cat(values)
-    stderr = float(values.std() / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return Estimate(float(values.mean()), stderr)
+    return _estimate(values)
 
 
 def label_share(codes: Tensor, labels: Tensor) -> float:

@@ -1,4 +1,5 @@
-"""Autoencoder, VAE and conditional VAE with MLP encoders and decoders.
+"""The course's five models: Autoencoder, VAE, CVAE and MixturePriorVAE with MLP encoders and
+decoders, and ConvVAE with convolutional ones. All answer the same interface (``_Base``).
 
 Names follow pytorch/examples' VAE: ``encode``, ``reparameterize``, ``decode``. Decoders return
 *logits* (Bernoulli likelihood) or *means* (Gaussian likelihood); the sigmoid is applied only
@@ -14,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from vae_course import losses, validate
+from vae_course import gaussian, losses, validate
 
 MNIST_SHAPE = (1, 28, 28)
 DECODER_VARIANCES = ("fixed", "learned", "learned_per_pixel")
@@ -47,11 +48,35 @@ def _check_config(image_shape, hidden_dims, latent_dim, likelihood):
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
-class _Base(nn.Module):
-    """What all three models share: their configuration, input checks and display helpers."""
+def _received(value) -> str:
+    """How a received value is named in an error message."""
+    if isinstance(value, Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"
 
-    conditional = False
-    num_classes = 0
+
+class _Base(nn.Module):
+    """What all five models share: their configuration, the one interface (below), input checks
+    and display helpers.
+
+    The interface. Every model answers ``encode(x, y=None)``, ``decode(z, y=None)``,
+    ``reconstruct(x, y=None)`` and ``loss(x, y=None, *, beta=1.0, free_bits=0.0, x_in=None)``;
+    the VAEs also ``sample(n, y=None, generator=None)``. ``y`` is the batch's labels: a model
+    with ``num_classes == 0`` takes none and refuses one (ValueError naming ``y``); a CVAE needs
+    them. Callers never ask which kind of model they hold: they pass the labels they have
+    (or None) and the model checks them (``check_labels``).
+
+    Inputs. Images are checked (shape ``(N, *image_shape)``, finite, in [0, 1]) and converted to
+    the dtype of the model's weights (float64, float16 or bfloat16 images become float32 for a
+    float32 model); a non-contiguous tensor is fine. An autograd graph on the images is kept by
+    ``encode``, ``decode`` and ``loss``, so a learner can differentiate with respect to the input;
+    ``reconstruct`` and ``sample`` run without a graph, and ``train.fit`` and ``evaluate`` detach.
+
+    Internal methods ``_encode``, ``_decode`` and ``_loss`` do the same work without any check:
+    ``train.fit`` checks its data and options once and then calls ``_loss`` at every step.
+    """
+
+    num_classes = 0  # labels the model takes: 0 = none (a CVAE sets its number of classes)
 
     def __init__(self, image_shape, hidden_dims, latent_dim, likelihood, activation):
         super().__init__()
@@ -69,7 +94,7 @@ class _Base(nn.Module):
         """The constructor arguments: enough to rebuild the model (checkpoints store it)."""
         cfg = dict(image_shape=list(self.image_shape), hidden_dims=list(self.hidden_dims),
                    latent_dim=self.latent_dim, likelihood=self.likelihood, activation=self.activation)
-        if self.conditional:
+        if self.num_classes:
             cfg["num_classes"] = self.num_classes
         if getattr(self, "decoder_variance", "fixed") != "fixed":
             cfg["decoder_variance"] = self.decoder_variance
@@ -79,11 +104,89 @@ class _Base(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _check_x(self, x: Tensor, name: str = "x") -> Tensor:
-        return validate.images(x, name, self.image_shape)
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the weights (float32 unless the model was converted): inputs are converted to it."""
+        return next(self.parameters()).dtype
 
-    def _check_z(self, z: Tensor, name: str = "z") -> Tensor:
-        return validate.latents(z, name, self.latent_dim)
+    # ------------------------------------------------------------ checks (the public methods call them)
+
+    def check_images(self, x, name: str = "x") -> Tensor:
+        """``x`` checked (a float tensor ``(N, *image_shape)``, finite, in [0, 1]) and converted to
+        the weights' dtype (an autograd graph is kept). Raises TypeError/ValueError naming ``name``."""
+        validate.images(x, name, self.image_shape)
+        return x.to(self.dtype)
+
+    def check_latents(self, z, name: str = "z") -> Tensor:
+        """``z`` checked (a float tensor ``(N, latent_dim)``) and converted to the weights' dtype."""
+        validate.latents(z, name, self.latent_dim)
+        return z.to(self.dtype)
+
+    def check_labels(self, y, n: int, name: str = "y") -> Tensor | None:
+        """The labels of a batch of ``n`` examples, checked: None for a model that takes no labels
+        (one given is refused), an int64 tensor ``(n,)`` in ``[0, num_classes)`` for a CVAE (None
+        refused). Raises TypeError/ValueError naming ``name``, what was expected and what was received."""
+        model = type(self).__name__
+        if not self.num_classes:
+            if y is not None:
+                raise ValueError(f"{name}: a {model} takes no labels (expected None), got {_received(y)}")
+            return None
+        if y is None:
+            raise ValueError(f"{name}: a {model} needs labels (expected an int64 tensor of shape ({n},) "
+                             f"with values in [0, {self.num_classes - 1}]), got None")
+        validate.tensor(y, name)
+        return validate.labels(y, name, n, self.num_classes)
+
+    def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
+        """``beta`` and ``free_bits`` checked for this model (finite, >= 0); returned as floats."""
+        return (validate.positive_float(beta, "beta", allow_zero=True),
+                validate.positive_float(free_bits, "free_bits", allow_zero=True))
+
+    def _with_labels(self, h: Tensor, y: Tensor | None) -> Tensor:
+        """``h (N, F)`` with the one-hot labels appended ``(N, F + num_classes)``; ``h`` itself when
+        the model takes no labels (``y`` is then None)."""
+        if y is None:
+            return h
+        return torch.cat([h, nn.functional.one_hot(y, self.num_classes).to(h.dtype)], dim=1)
+
+    # ------------------------------------------------------------ the interface
+
+    def encode(self, x: Tensor, y: Tensor | None = None):
+        """``(N, *image_shape)`` images in [0, 1] (and labels ``(N,)`` for a CVAE) -> the code:
+        ``(N, latent_dim)`` for an Autoencoder, ``(mu, logvar)`` of q(z|x), each ``(N, latent_dim)``,
+        for a VAE. Raises TypeError/ValueError on a wrong shape, dtype, NaN, values outside
+        [0, 1] or labels the model does not take."""
+        x = self.check_images(x)
+        return self._encode(x, self.check_labels(y, x.shape[0]))
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """``(N, latent_dim)`` codes (and labels ``(N,)`` for a CVAE) -> ``(N, *image_shape)``
+        logits of p(x|z) (means for a Gaussian decoder)."""
+        z = self.check_latents(z)
+        return self._decode(z, self.check_labels(y, z.shape[0]))
+
+    def loss(self, x: Tensor, y: Tensor | None = None, *, beta: float = 1.0, free_bits: float = 0.0,
+             x_in: Tensor | None = None) -> losses.LossParts:
+        """The training loss per example ``(N,)`` in nats, with its parts:
+        ``LossParts(total, reconstruction, kl)``.
+
+        Args:
+            x: ``(N, *image_shape)`` images in [0, 1]: what the reconstruction is scored against.
+            y: ``(N,)`` int64 labels, for a CVAE only.
+            beta: weight of the KL term (1 = the negative ELBO; other values the beta-VAE objective).
+            free_bits: lambda, nats per latent dimension (``losses.free_bits_kl``); 0 = plain KL.
+            x_in: the input given to the encoder instead of ``x`` (e.g. a corrupted copy, for a
+                denoising model); the loss still scores the reconstruction against ``x``.
+        """
+        x = self.check_images(x)
+        x_in = None if x_in is None else self.check_images(x_in, "x_in")
+        if x_in is not None and x_in.shape[0] != x.shape[0]:
+            raise ValueError(f"x_in: expected {x.shape[0]} images (one per image of x), got {x_in.shape[0]}")
+        beta, free_bits = self.check_loss_options(beta, free_bits)
+        return self._loss(x, self.check_labels(y, x.shape[0]), beta, free_bits, x_in)
+
+    def _decode(self, z: Tensor, y: Tensor | None) -> Tensor:
+        return self._to_image(self.decoder(self._with_labels(z, y)))
 
     def _to_image(self, flat: Tensor) -> Tensor:
         return flat.view(-1, *self.image_shape)
@@ -113,10 +216,12 @@ class _Base(nn.Module):
         learned = self.decoder_logvar
         return 0.0 if learned is None else learned
 
-    def reconstruction_nll(self, decoder_output: Tensor, x: Tensor) -> Tensor:
+    def reconstruction_nll(self, decoder_output: Tensor, x: Tensor, *, x_checked: bool = False) -> Tensor:
         """-log p(x|z) per example ``(N,)`` in nats under this model's decoder likelihood (with its
-        learned log-variance, if any): ``losses.reconstruction_nll``."""
-        return losses.reconstruction_nll(decoder_output, x, self.likelihood, self.decoder_logvar_or_zero())
+        learned log-variance, if any): ``losses.reconstruction_nll``. ``x_checked``: x is already
+        known to be in [0, 1] (the ``_loss`` methods, whose callers checked it)."""
+        return losses.reconstruction_nll(decoder_output, x, self.likelihood, self.decoder_logvar_or_zero(),
+                                         x_checked=x_checked)
 
 
 class Autoencoder(_Base):
@@ -124,6 +229,10 @@ class Autoencoder(_Base):
 
     With ``hidden_dims=()`` and ``likelihood="gaussian"`` both maps are linear and the model
     learns the same subspace as PCA (Baldi & Hornik 1989).
+
+    Its ``loss`` is the reconstruction term alone (there is no KL): ``beta`` must stay 1 and
+    ``free_bits`` 0 (anything else is refused, naming the argument, since it would change nothing).
+    It takes no labels.
 
     Args:
         image_shape: shape of one image, default ``(1, 28, 28)``.
@@ -140,31 +249,32 @@ class Autoencoder(_Base):
         self.encoder = mlp([self.input_dim, *self.hidden_dims, latent_dim], self.act)
         self.decoder = mlp([latent_dim, *reversed(self.hidden_dims), self.input_dim], self.act)
 
-    def encode(self, x: Tensor) -> Tensor:
-        """``(N, *image_shape)`` images in [0, 1] -> ``(N, latent_dim)`` codes."""
-        self._check_x(x)
+    def _encode(self, x: Tensor, y: Tensor | None) -> Tensor:
         return self.encoder(x.flatten(1))
 
-    def decode(self, z: Tensor) -> Tensor:
-        """``(N, latent_dim)`` codes -> ``(N, *image_shape)`` logits (or means)."""
-        self._check_z(z)
-        return self._to_image(self.decoder(z))
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """x -> decoder output (logits or means), ``(N, *image_shape)``."""
+        return self.decode(self.encode(x, y), y)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.decode(self.encode(x))
+    def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
+        """An autoencoder has no KL term: ``beta`` must be 1 and ``free_bits`` 0."""
+        beta, free_bits = super().check_loss_options(beta, free_bits)
+        if beta != 1.0:
+            raise ValueError(f"beta: an Autoencoder's loss has no KL term to weight (expected 1.0), got {beta!r}")
+        if free_bits != 0.0:
+            raise ValueError(f"free_bits: an Autoencoder's loss has no KL term (expected 0.0), got {free_bits!r}")
+        return beta, free_bits
 
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0, x_in: Tensor | None = None) -> losses.LossParts:
-        """Reconstruction loss per example ``(N,)`` in nats (the KL part is zero for an AE).
-
-        ``x_in``: a corrupted input to encode instead of ``x`` (denoising autoencoder); the loss
-        still scores the reconstruction against the clean ``x``."""
-        recon = losses.reconstruction_nll(self(x if x_in is None else x_in), x, self.likelihood)
+    def _loss(self, x, y, beta, free_bits, x_in) -> losses.LossParts:
+        """Reconstruction loss per example ``(N,)`` in nats (the KL part is zero for an AE)."""
+        out = self._decode(self._encode(x if x_in is None else x_in, y), y)
+        recon = self.reconstruction_nll(out, x, x_checked=True)
         return losses.LossParts(recon, recon, torch.zeros_like(recon))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Images -> reconstructed images in [0, 1], same shape."""
-        return self.to_pixels(self(x))
+        return self.to_pixels(self(x, y))
 
 
 class VAE(_Base):
@@ -202,11 +312,8 @@ class VAE(_Base):
             shape = () if decoder_variance == "learned" else self.image_shape
             self.decoder_logvar_param = nn.Parameter(torch.zeros(shape))
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(N, *image_shape)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``: q(z|x)'s mean and
-        log-variance. Raises ValueError/TypeError on a wrong shape, dtype, NaN or values outside [0, 1]."""
-        self._check_x(x)
-        return self._heads(x.flatten(1))
+    def _encode(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self._heads(self._with_labels(x.flatten(1), y))
 
     def _heads(self, h_in: Tensor) -> tuple[Tensor, Tensor]:
         h = self.encoder(h_in)
@@ -217,56 +324,68 @@ class VAE(_Base):
         """z = mu + sigma * eps with eps ~ N(0, I), sigma = exp(logvar / 2): a sample of q(z|x)
         that is a differentiable function of mu and logvar (Kingma & Welling 2014, Sec. 2.4).
         ``(N, J), (N, J) -> (N, J)``."""
-        std = torch.exp(0.5 * losses.clamp_logvar(logvar))
-        return mu + std * torch.randn_like(std)
+        return gaussian.reparameterize(mu, logvar)
 
-    def decode(self, z: Tensor) -> Tensor:
-        """``(N, latent_dim)`` -> ``(N, *image_shape)`` logits of p(x|z) (means if Gaussian)."""
-        self._check_z(z)
-        return self._to_image(self.decoder(z))
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x (and y for a CVAE) -> ``(logits, mu, logvar)`` using one sample z ~ q(z|x)."""
+        x = self.check_images(x)
+        y = self.check_labels(y, x.shape[0])
+        mu, logvar = self._encode(x, y)
+        return self._decode(self.reparameterize(mu, logvar), y), mu, logvar
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """x -> ``(logits, mu, logvar)`` using one sample z ~ q(z|x)."""
-        mu, logvar = self.encode(x)
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
-
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0, free_bits: float = 0.0) -> losses.LossParts:
-        """Negative ELBO per example ``(N,)`` in nats, with its parts (one sample of z).
-
-        ``beta`` weights the KL (beta-VAE); ``free_bits`` (nats per latent dimension) replaces it
-        in ``total`` by ``losses.free_bits_kl``; the ``kl`` part is always the true KL."""
-        logits, mu, logvar = self(x)
+    def _loss(self, x, y, beta, free_bits, x_in) -> losses.LossParts:
+        """Negative ELBO per example ``(N,)`` in nats when beta = 1 (else the beta-weighted
+        objective), with its parts, from one sample of z. ``free_bits`` (nats per latent dimension)
+        replaces the KL in ``total`` by ``losses.free_bits_kl``; the ``kl`` part is always the true KL."""
+        mu, logvar = self._encode(x if x_in is None else x_in, y)
+        logits = self._decode(self.reparameterize(mu, logvar), y)
         return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood,
-                                    decoder_logvar=self.decoder_logvar_or_zero(), free_bits=free_bits)
+                                    decoder_logvar=self.decoder_logvar_or_zero(), free_bits=free_bits, x_checked=True)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Images -> images in [0, 1] decoded from the posterior mean (no sampling noise)."""
-        mu, _ = self.encode(x)
-        return self.to_pixels(self.decode(mu))
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Images (and labels for a CVAE) -> images in [0, 1] decoded from the posterior mean (no
+        sampling noise), same shape."""
+        x = self.check_images(x)
+        y = self.check_labels(y, x.shape[0])
+        mu, _ = self._encode(x, y)
+        return self.to_pixels(self._decode(mu, y))
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
         """log p(z) under the prior N(0, I), nats: ``(..., latent_dim) -> (...)``. Models with
         another prior override this; ``evaluate.importance_weighted_nll`` calls it."""
-        return losses.gaussian_log_prob(z)
+        return gaussian.log_prob(z)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``(n, latent_dim)`` draws of z from the prior N(0, I) (drawn on the CPU with ``generator``,
+        then moved to the model's device, so a seeded generator gives the same z on every device)."""
+        validate.positive_int(n, "n")
+        return torch.randn(n, self.latent_dim, generator=generator).to(self.device, self.dtype)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images in [0, 1] decoded from z ~ N(0, I): ``(n, *image_shape)``."""
-        validate.positive_int(n, "n")
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.to_pixels(self.decode(z))
+    def sample(self, n: int, y: Tensor | int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images in [0, 1] decoded from z drawn from the prior: ``(n, *image_shape)``.
+
+        ``y``: for a CVAE the class of every image (an int) or of each (an ``(n,)`` int64 tensor);
+        None for a model that takes no labels."""
+        n = validate.positive_int(n, "n")
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.int64)
+        y = self.check_labels(y, n)
+        z = self.sample_prior(n, generator)
+        return self.to_pixels(self._decode(z, None if y is None else y.to(self.device)))
 
 
 class CVAE(VAE):
     """A conditional VAE (Sohn, Lee & Yan 2015): the label y enters encoder and decoder as a
     one-hot vector, so q(z|x, y) and p(x|z, y); the prior stays N(0, I).
 
+    The same interface as ``VAE``; ``encode``, ``decode``, ``loss``, ``reconstruct`` and
+    ``sample`` need the labels ``y`` (a ValueError naming ``y`` otherwise).
+
     Args: as ``VAE`` plus ``num_classes`` (10 for MNIST). Labels are int64 ``(N,)`` in
     ``[0, num_classes)``.
     """
-
-    conditional = True
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
                  likelihood="bernoulli", activation="relu", num_classes=10, decoder_variance="fixed"):
@@ -282,44 +401,7 @@ class CVAE(VAE):
         validate.tensor(y, name)
         n = y.shape[0] if n is None and y.dim() >= 1 else n
         validate.labels(y, name, n if n is not None else 0, self.num_classes)
-        return nn.functional.one_hot(y, self.num_classes).to(self.mu_head.weight.dtype)
-
-    def encode(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """``x (N, *image_shape)``, ``y (N,)`` -> ``(mu, logvar)`` of q(z|x, y), each ``(N, latent_dim)``."""
-        self._check_x(x)
-        return self._heads(torch.cat([x.flatten(1), self.one_hot(y, x.shape[0])], dim=1))
-
-    def decode(self, z: Tensor, y: Tensor) -> Tensor:
-        """``z (N, latent_dim)``, ``y (N,)`` -> ``(N, *image_shape)`` logits of p(x|z, y)."""
-        self._check_z(z)
-        return self._to_image(self.decoder(torch.cat([z, self.one_hot(y, z.shape[0])], dim=1)))
-
-    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mu, logvar = self.encode(x, y)
-        return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
-
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0, free_bits: float = 0.0) -> losses.LossParts:
-        """Conditional negative ELBO, -log p(x|y) bound, per example ``(N,)`` in nats (``beta``,
-        ``free_bits``: as ``VAE.loss``)."""
-        if y is None:
-            raise ValueError("y: a CVAE needs labels (int64 tensor of shape (N,)), got None")
-        logits, mu, logvar = self(x, y)
-        return losses.negative_elbo(logits, x, mu, logvar, beta=beta, likelihood=self.likelihood,
-                                    decoder_logvar=self.decoder_logvar_or_zero(), free_bits=free_bits)
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor, y: Tensor) -> Tensor:
-        mu, _ = self.encode(x, y)
-        return self.to_pixels(self.decode(mu, y))
-
-    @torch.no_grad()
-    def sample(self, n: int, y: Tensor | int = 0, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images of class ``y`` (an int, or an ``(n,)`` int64 tensor) from z ~ N(0, I)."""
-        validate.positive_int(n, "n")
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y, dtype=torch.int64)
-        z = torch.randn(n, self.latent_dim, generator=generator).to(self.device)
-        return self.to_pixels(self.decode(z, validate.tensor(y, "y").to(self.device)))
+        return nn.functional.one_hot(y, self.num_classes).to(self.dtype)
 
 
 class MixturePriorVAE(VAE):
@@ -329,7 +411,8 @@ class MixturePriorVAE(VAE):
 
     The KL between the Gaussian q(z|x) and a mixture has no closed form, so the loss uses the
     one-sample Monte Carlo estimate ``log q(z|x) - log p(z)`` at the same z that the decoder
-    sees (``losses.monte_carlo_kl``). Mixture priors in VAEs: Dilokthanakul et al. (2016),
+    sees (``gaussian.monte_carlo_kl``); ``free_bits`` (a per-dimension closed-form KL) is refused.
+    Mixture priors in VAEs: Dilokthanakul et al. (2016),
     "Deep Unsupervised Clustering with Gaussian Mixture VAEs"; Tomczak & Welling (2018), "VAE
     with a VampPrior" (Sec. 2, the MoG prior as the baseline of the VampPrior).
 
@@ -358,20 +441,27 @@ class MixturePriorVAE(VAE):
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
         """log p(z) under the mixture prior, nats: ``(..., latent_dim) -> (...)`` (a logsumexp over
-        components, ``losses.mixture_log_prob``)."""
+        components, ``gaussian.mixture_log_prob``)."""
         validate.floating(z, "z")
         if z.dim() < 1 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z: expected shape (..., {self.latent_dim}) (latent_dim={self.latent_dim}), got {tuple(z.shape)}")
-        return losses.mixture_log_prob(z, self.prior_means, self.prior_logvars, self.prior_logits)
+        return gaussian.mixture_log_prob(z, self.prior_means, self.prior_logvars, self.prior_logits)
 
-    def loss(self, x: Tensor, y: Tensor | None = None, beta: float = 1.0) -> losses.LossParts:
-        """Negative ELBO per example ``(N,)`` in nats: reconstruction + beta * (one-sample Monte
-        Carlo KL). The KL part of a single example can be negative; its mean is the KL."""
-        validate.positive_float(beta, "beta", allow_zero=True)
-        mu, logvar = self.encode(x)
+    def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
+        """``free_bits`` needs a closed-form KL per dimension, which a mixture prior lacks: it must be 0."""
+        beta, free_bits = super().check_loss_options(beta, free_bits)
+        if free_bits != 0.0:
+            raise ValueError(f"free_bits: a MixturePriorVAE's KL is a Monte Carlo estimate, not a sum over "
+                             f"dimensions (expected 0.0), got {free_bits!r}")
+        return beta, free_bits
+
+    def _loss(self, x, y, beta, free_bits, x_in) -> losses.LossParts:
+        """reconstruction + beta * (one-sample Monte Carlo KL), per example ``(N,)`` in nats (the
+        negative ELBO when beta = 1). The KL part of a single example can be negative; its mean is the KL."""
+        mu, logvar = self._encode(x if x_in is None else x_in, y)
         z = self.reparameterize(mu, logvar)
-        recon = losses.reconstruction_nll(self.decode(z), x, self.likelihood)
-        kl = losses.monte_carlo_kl(z, mu, logvar, self.prior_log_prob(z))
+        recon = self.reconstruction_nll(self._decode(z, y), x, x_checked=True)
+        kl = gaussian.monte_carlo_kl(z, mu, logvar, self.prior_log_prob(z))
         return losses.LossParts(recon + beta * kl, recon, kl)
 
     @torch.no_grad()
@@ -380,13 +470,8 @@ class MixturePriorVAE(VAE):
         validate.positive_int(n, "n")
         k = torch.multinomial(self.prior_weights.cpu(), n, replacement=True, generator=generator)
         eps = torch.randn(n, self.latent_dim, generator=generator)
-        std = torch.exp(0.5 * losses.clamp_logvar(self.prior_logvars.detach().cpu()))
-        return (self.prior_means.detach().cpu()[k] + std[k] * eps).to(self.device)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images in [0, 1] decoded from z drawn from the mixture prior: ``(n, *image_shape)``."""
-        return self.to_pixels(self.decode(self.sample_prior(n, generator)))
+        means, logvars = self.prior_means.detach().cpu(), self.prior_logvars.detach().cpu()
+        return gaussian.reparameterize(means[k], logvars[k], eps).to(self.device)
 
 
 def _check_conv_image_shape(image_shape) -> None:
@@ -446,10 +531,8 @@ class ConvVAE(VAE):
         return dict(image_shape=list(self.image_shape), channels=list(self.channels), latent_dim=self.latent_dim,
                     likelihood=self.likelihood, activation=self.activation)
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(N, C, H, W)`` -> ``(mu, logvar)``, each ``(N, latent_dim)``."""
-        self._check_x(x)
-        return self._heads(x)
+    def _encode(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self._heads(x)  # (N, C, H, W): the convolutions read the image itself
 
 
 MODELS = {cls.__name__: cls for cls in (Autoencoder, VAE, CVAE, MixturePriorVAE, ConvVAE)}

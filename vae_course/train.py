@@ -1,8 +1,23 @@
-"""The one training loop of the course, for the Autoencoder, the VAE and the CVAE.
+"""The one training loop of the course, for all five models (``vae_course.models``).
+
+``fit`` reads like the plain PyTorch loop it is (notebook 04 runs that loop by hand and checks
+that ``fit`` gives the same weights)::
+
+    for each step:                       # _train_step
+        x = a batch of a shuffled pass over the data
+        loss = model's loss on x (mean over the batch)
+        optimizer.zero_grad(); loss.backward(); optimizer.step()
+
+around it, named pieces do the rest once: ``_check_arguments`` (every argument, before anything
+changes), ``_prepare_data`` (the data on the device), ``_DataOrder`` (the batches of shuffled
+passes), ``_train_window`` (the steps between two history entries), the held-out evaluation and
+``save_checkpoint``.
 
 The whole dataset sits in memory (on the training device) and each batch is a slice of a
 random permutation, so there is no per-sample Python work: the 784-400-20 VAE trains at tens of
-thousands of digits per second on a 2-core CPU.
+thousands of digits per second on a 2-core CPU. Each step calls the model's unchecked
+``_loss`` (the data and options were checked once) and waits for the device once, for the
+finiteness guard.
 """
 from __future__ import annotations
 
@@ -20,28 +35,39 @@ from tqdm import tqdm
 
 from vae_course import validate
 from vae_course.config import settings
-from vae_course.models import MODELS, Autoencoder
+from vae_course.models import MODELS
+
+PARTS = ("total", "reconstruction", "kl")
 
 
 @dataclass
 class History:
-    """Per-epoch means of every loss part (nats per example), plus timing.
+    """Loss parts (nats per example) and timing, one entry per pass over the data (epoch).
 
-    ``history.train["total"][e]`` is epoch e's mean training loss; ``history.test`` the same on
-    the held-out images when ``fit`` got them.
+    ``history.train["total"][e]`` is the mean training loss over the examples of entry e (the
+    loss of each batch at the moment it was trained on); ``history.test`` the same on the held-out
+    images at the end of the entry, when ``fit`` got them; ``history.steps[e]`` the optimizer
+    steps taken by the end of entry e (counted over the whole run).
+
+    Entries: one per full pass over the data, and the last pass, when the step budget ends
+    inside it, is an entry of its own (over the examples it saw). A run shorter than two passes
+    is recorded in two halves (``steps // 2`` steps, then the rest), so every loss curve has at
+    least two points whenever ``steps >= 2``.
     """
 
-    train: dict[str, list[float]] = field(default_factory=lambda: {"total": [], "reconstruction": [], "kl": []})
-    test: dict[str, list[float]] = field(default_factory=lambda: {"total": [], "reconstruction": [], "kl": []})
+    train: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in PARTS})
+    test: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in PARTS})
+    steps: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     samples_per_second: list[float] = field(default_factory=list)
 
     @property
     def epochs(self) -> int:
+        """How many entries the history holds (passes over the data, the last one possibly partial)."""
         return len(self.train["total"])
 
     def as_dict(self) -> dict:
-        return {"train": self.train, "test": self.test, "seconds": self.seconds,
+        return {"train": self.train, "test": self.test, "steps": self.steps, "seconds": self.seconds,
                 "samples_per_second": self.samples_per_second}
 
 
@@ -52,46 +78,26 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def epochs_for_steps(steps: int, n_examples: int, batch_size: int = 128) -> int:
-    """How many epochs give about ``steps`` optimizer steps on ``n_examples`` (at least 1).
-
-    Sample quality follows the number of optimizer steps more than the number of epochs, so the
-    notebooks set a step budget and derive epochs from the size of the data they got (the
-    4,500-digit offline subset or the 60,000 digits of full MNIST).
-    """
-    steps = validate.positive_int(steps, "steps")
+def steps_per_pass(n_examples: int, batch_size: int = 128) -> int:
+    """Optimizer steps in one pass over ``n_examples`` (the last batch may be smaller): ``ceil(n / batch_size)``."""
     n_examples = validate.positive_int(n_examples, "n_examples")
     batch_size = validate.positive_int(batch_size, "batch_size")
-    steps_per_epoch = -(-n_examples // batch_size)  # ceil: the last batch may be smaller
-    return max(1, round(steps / steps_per_epoch))
+    return -(-n_examples // batch_size)
 
 
-def _check_data(model: nn.Module, images: Tensor, labels: Tensor | None, name: str) -> None:
-    validate.images(images, name, model.image_shape)
-    label_name = name.replace("images", "labels")
-    if model.conditional:
-        if labels is None:
-            raise ValueError(f"{label_name}: a conditional model needs labels, got None")
-        validate.labels(labels, label_name, images.shape[0], model.num_classes)
-    elif labels is not None:  # unused, but still checked (a tensor first: .max() needs one)
-        validate.tensor(labels, label_name)
-        num_classes = int(labels.max()) + 1 if labels.dtype == torch.int64 and labels.numel() else 1
-        validate.labels(labels, label_name, images.shape[0], max(num_classes, 1))
+def record_points(steps: int, per_pass: int) -> list[int]:
+    """After which optimizer steps (1-based, counted over the run) ``fit`` records a history
+    entry: the end of every pass over the data and the last step; a run shorter than two passes
+    is recorded in two halves (``History``)."""
+    if steps >= 2 * per_pass:
+        return sorted({*range(per_pass, steps + 1, per_pass), steps})
+    return sorted({max(1, steps // 2), steps})
 
 
 def _check_model(model, name: str = "model") -> None:
-    if not isinstance(model, nn.Module) or not callable(getattr(model, "loss", None)):
+    if not isinstance(model, nn.Module) or not callable(getattr(model, "_loss", None)):
         raise TypeError(f"{name}: expected a model with a loss method (one of {tuple(MODELS)}), "
                         f"got {type(model).__name__}")
-
-
-def _batch_loss(model, x, y, beta, corrupt=None, free_bits=0.0):
-    """Mean loss over the batch and its parts (the model's own ``loss``, per example)."""
-    if corrupt is not None:  # denoising: encode a corrupted input, score the clean target
-        return model.loss(x, x_in=corrupt(x))
-    if free_bits:  # only models whose loss takes it (checked in fit)
-        return model.loss(x, y, beta=beta, free_bits=free_bits)
-    return model.loss(x, y, beta=beta)
 
 
 def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Callable[[int], float]:
@@ -120,15 +126,156 @@ def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Callable[
     return schedule
 
 
-def _check_beta(beta) -> Callable[[int], float]:
-    """``beta`` (a number, or ``step -> number``) as a checked schedule ``step -> float``."""
+def _check_beta(beta, model) -> Callable[[int], float]:
+    """``beta`` (a number, or ``step -> number``) as a checked schedule ``step -> float``; the
+    model checks that it takes such a weight (an Autoencoder only takes 1)."""
     if callable(beta):
         def schedule(step: int) -> float:
             return validate.positive_float(beta(step), f"beta (the schedule's value at step {step})", allow_zero=True)
-        schedule(0)  # a schedule that fails at once fails before any training
+        model.check_loss_options(schedule(0), 0.0)  # a schedule that fails at once fails before any training
         return schedule
-    constant = validate.positive_float(beta, "beta (a number, or a callable step -> beta)", allow_zero=True)
+    constant = validate.positive_float(beta, "beta", allow_zero=True)  # numpy and 0-d tensor scalars too
+    model.check_loss_options(constant, 0.0)
     return lambda step: constant
+
+
+@dataclass
+class _Run:
+    """``fit``'s arguments, checked (``_check_arguments``)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    beta_at: Callable[[int], float]
+    free_bits: float
+    seed: int
+    device: torch.device
+    labels: Tensor | None
+    test_images: Tensor | None
+    test_labels: Tensor | None
+    corrupt: Callable[[Tensor], Tensor] | None
+    checkpoint: Path | None
+    resume: dict | None
+
+
+def _check_arguments(model, images, labels, steps, batch_size, lr, beta, free_bits, seed, device,
+                     test_images, test_labels, corrupt, checkpoint, resume_from) -> _Run:
+    """Every argument of ``fit``, checked once, before anything changes (the message names the
+    argument); the checkpoint to resume from is read and checked whole."""
+    _check_model(model)
+    steps = validate.positive_int(steps, "steps")
+    batch_size = validate.positive_int(batch_size, "batch_size")
+    lr = validate.positive_float(lr, "lr")
+    beta_at = _check_beta(beta, model)
+    _, free_bits = model.check_loss_options(beta_at(0), free_bits)
+    images = model.check_images(images, "images")
+    labels = model.check_labels(labels, images.shape[0], "labels")
+    if test_images is not None:
+        test_images = model.check_images(test_images, "test_images")
+        test_labels = model.check_labels(test_labels, test_images.shape[0], "test_labels")
+    elif test_labels is not None:
+        raise ValueError("test_labels: expected None without test_images (they label the test images), got a tensor")
+    if corrupt is not None:
+        validate.callable_(corrupt, "corrupt")
+    device = validate.device(device, "device") if device is not None else settings().device
+    seed = validate.seed(seed, "seed")
+    if checkpoint is not None:
+        checkpoint = _check_writable(validate.path(checkpoint, "checkpoint"), "checkpoint")
+    # A refused resume changes nothing: the whole checkpoint is read once and checked (kind,
+    # configuration, shapes, counters, optimizer state, requested steps) before the model, the
+    # optimizer or any random number generator is touched.
+    resume = _read_resume(validate.path(resume_from, "resume_from"), model, steps) if resume_from is not None else None
+    return _Run(steps, batch_size, lr, beta_at, free_bits, seed, device, labels, test_images, test_labels,
+                corrupt, checkpoint, resume)
+
+
+def _prepare_data(model, images: Tensor, labels: Tensor | None, device) -> tuple[Tensor, Tensor | None]:
+    """The training data on the device, in the weights' dtype, detached (never a graph to
+    backpropagate into: a second backward through the caller's graph is impossible)."""
+    x_all = images.detach().to(device=device, dtype=model.dtype)
+    return x_all, labels.to(device) if labels is not None else None
+
+
+class _DataOrder:
+    """The batches of shuffled passes over ``n`` examples: each pass is a new permutation drawn
+    from ``generator``; batch ``i`` of a pass is its slice ``[i * batch_size, (i + 1) * batch_size)``.
+
+    ``state()`` is what a checkpoint saves: the generator's state before the current pass's
+    permutation, so a run resumed at any step draws that permutation again and continues it."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator, device, step: int = 0):
+        self.n, self.batch_size, self.generator, self.device = n, batch_size, generator, device
+        self.per_pass = steps_per_pass(n, batch_size)
+        self.position = step % self.per_pass  # batch index within the current pass
+        self.pass_start = generator.get_state()
+        if self.position:  # resumed inside a pass: the generator holds that pass's starting state
+            self.order = torch.randperm(n, generator=generator).to(device)
+
+    def next_batch(self) -> Tensor:
+        """The indices of the next batch."""
+        if self.position == 0:
+            self.pass_start = self.generator.get_state()
+            self.order = torch.randperm(self.n, generator=self.generator).to(self.device)
+        start = self.position * self.batch_size
+        self.position = (self.position + 1) % self.per_pass
+        return self.order[start:start + self.batch_size]
+
+    def state(self) -> Tensor:
+        return self.pass_start if self.position else self.generator.get_state()
+
+
+def _train_step(model, optimizer, params: list[Tensor], x: Tensor, y: Tensor | None, x_in: Tensor | None,
+                beta: float, free_bits: float) -> Tensor:
+    """One optimizer step on one batch; returns the batch's summed loss parts, a ``(3,)`` tensor
+    on the device (total, reconstruction, kl; nats).
+
+    The loss and the gradient norm are checked together, with one wait for the device: a NaN or
+    inf in either raises FloatingPointError *before* ``optimizer.step()``, so the parameters
+    stay those of the last good step."""
+    parts = model._loss(x, y, beta, free_bits, x_in)  # checked once by fit, not at every step
+    loss = parts.total.mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+    if not torch.isfinite(loss + grad_norm):  # NaN or inf in either: the one host sync of the step
+        what = f"loss ({loss.item()})" if not torch.isfinite(loss) else f"gradient (norm {grad_norm.item()})"
+        raise FloatingPointError(f"non-finite {what}: training stopped before the optimizer step "
+                                 f"(beta={beta}); parameters are from the last good step")
+    optimizer.step()
+    return torch.stack([parts.total.detach().sum(), parts.reconstruction.detach().sum(), parts.kl.detach().sum()])
+
+
+def _train_window(model, optimizer, data: _DataOrder, x_all: Tensor, y_all: Tensor | None, run: _Run,
+                  first_step: int, last_step: int) -> tuple[list[float], int]:
+    """Optimizer steps ``first_step + 1 .. last_step`` (1-based); returns the mean loss parts over
+    the examples they saw (nats per example) and how many examples that was."""
+    # Loss sums stay on the device (float64): no float() per step, which on a GPU would wait for
+    # every step to finish before queuing the next.
+    sums = torch.zeros(3, dtype=torch.float64, device=x_all.device)
+    seen = 0
+    params = [p for p in model.parameters() if p.requires_grad]
+    for step in range(first_step, last_step):
+        idx = data.next_batch()
+        x = x_all[idx]
+        y = y_all[idx] if y_all is not None else None
+        x_in = _corrupted(model, run.corrupt, x, check=step == first_step) if run.corrupt is not None else None
+        try:
+            sums += _train_step(model, optimizer, params, x, y, x_in, run.beta_at(step), run.free_bits)
+        except FloatingPointError as err:
+            raise FloatingPointError(f"step {step + 1} of {run.steps}: {err} (lr={run.lr})") from None
+        seen += x.shape[0]
+    return [v / seen for v in sums.tolist()], seen
+
+
+def _corrupted(model, corrupt, x: Tensor, check: bool) -> Tensor:
+    """``corrupt(x)``: checked fully on a window's first batch, by shape on the others."""
+    x_in = corrupt(x)
+    if check:
+        model.check_images(x_in, "corrupt(x)")
+    if not isinstance(x_in, Tensor) or x_in.shape != x.shape:
+        raise ValueError(f"corrupt(x): expected a tensor of shape {tuple(x.shape)}, got "
+                         f"{tuple(x_in.shape) if isinstance(x_in, Tensor) else type(x_in).__name__}")
+    return x_in.detach().to(x.dtype)
 
 
 def fit(
@@ -136,7 +283,7 @@ def fit(
     images: Tensor,
     labels: Tensor | None = None,
     *,
-    epochs: int = 10,
+    steps: int,
     batch_size: int = 128,
     lr: float = 1e-3,
     beta: float | Callable[[int], float] = 1.0,
@@ -150,132 +297,97 @@ def fit(
     resume_from: str | Path | None = None,
     progress: bool = True,
 ) -> History:
-    """Train ``model`` with Adam on in-memory ``images`` and return the per-epoch history.
+    """Train ``model`` with Adam for exactly ``steps`` optimizer steps on in-memory ``images``
+    and return the history (one entry per pass over the data, see ``History``).
 
     Args:
-        model: an ``Autoencoder``, ``VAE`` or ``CVAE`` (anything with ``loss(x, y, beta)``).
-        images: ``(N, *model.image_shape)`` float in [0, 1].
-        labels: ``(N,)`` int64; required for a CVAE, otherwise unused.
-        epochs, batch_size, lr: the usual; the last batch of an epoch may be smaller.
+        model: any model of ``vae_course.models`` (Autoencoder, VAE, CVAE, MixturePriorVAE, ConvVAE).
+        images: ``(N, *model.image_shape)`` float in [0, 1] (any float dtype: converted to the
+            weights' dtype; a graph behind them is ignored).
+        labels: ``(N,)`` int64 for a model that takes labels (a CVAE); None otherwise (labels
+            given to a model that takes none are refused).
+        steps: optimizer steps in all (a positive int). The data are walked in shuffled passes
+            of ``ceil(N / batch_size)`` batches (the last batch of a pass may be smaller); the
+            budget may end inside a pass.
+        batch_size, lr: the usual.
         beta: KL weight (1 = the ELBO; beta-VAE otherwise), or a schedule ``step -> beta`` called
             with the 0-based global optimizer step before each step (KL annealing, e.g.
-            ``linear_warmup(1000)``); the test loss of an epoch uses the last step's beta.
+            ``linear_warmup(1000)``); the test loss of an entry uses the beta of its last step.
+            An Autoencoder has no KL: only 1 is accepted.
         free_bits: lambda, nats per latent dimension (Kingma et al. 2016, Appendix C.8): the KL
             term of the objective becomes ``sum_j max(lambda, batch mean of KL_j)``
-            (``losses.free_bits_kl``); 0 (default) is the plain KL. VAE and CVAE only. The
+            (``losses.free_bits_kl``); 0 (default) is the plain KL. VAE, CVAE and ConvVAE. The
             history's ``kl`` stays the true KL.
         seed: seeds the data order and the z samples drawn during training. The weights are
             initialised when the model is built, from torch's global RNG: call
             ``torch.manual_seed`` before building it for a fully repeatable run. Same model
             weights, seed and device: the same result, bit for bit on CPU.
         device: default ``settings().device`` (CUDA when present).
-        test_images, test_labels: evaluated after every epoch (loss parts in ``history.test``).
-        corrupt: for a denoising autoencoder, ``x -> corrupted x``; the loss scores the clean x.
-        checkpoint: a path; the model, the optimizer and the training state (epochs done, RNG
-            states, history) are saved there (atomically) after each epoch.
+        test_images, test_labels: evaluated at the end of every history entry (``history.test``).
+        corrupt: ``x -> corrupted x`` for a denoising model: the encoder sees ``corrupt(x)``,
+            the loss scores the clean x (``model.loss(x, x_in=...)``).
+        checkpoint: a path; the model, the optimizer and the training state (steps done, RNG
+            states, history) are saved there (atomically) at the end of every history entry.
         resume_from: a checkpoint written by ``fit(checkpoint=...)``: restores the weights, the
-            optimizer's state, the random number generators, the epoch counter and the history,
-            then trains on up to ``epochs`` epochs in all. 2 epochs straight and 1 epoch, then a
+            optimizer's state, the random number generators, the step counter and the history,
+            then trains up to ``steps`` steps in all. 2 passes straight and 1 pass, then a
             resume for the second, give the same weights bit for bit on CPU (same data, seed,
-            batch size). ``lr`` is taken from this call.
+            batch size); a checkpoint taken inside a pass resumes inside it. ``lr`` is taken
+            from this call. The resumed history is the checkpoint's entries, then this call's.
         progress: show the progress (``epoch_progress``): in Jupyter a line updated in place and
             removed when training ends; elsewhere a tqdm bar on stderr.
 
     Returns:
-        ``History`` with mean loss parts in nats per example for every epoch.
+        ``History`` with mean loss parts in nats per example for every entry.
 
     Raises:
         ValueError / TypeError: bad data or arguments (the message names the argument).
         FloatingPointError: at the first non-finite loss or gradient, raised *before* the
             optimizer step, so the parameters are those of the last good step.
     """
-    _check_model(model)
-    epochs = validate.positive_int(epochs, "epochs")
-    batch_size = validate.positive_int(batch_size, "batch_size")
-    lr = validate.positive_float(lr, "lr")
-    beta_at = _check_beta(beta)
-    free_bits = validate.positive_float(free_bits, "free_bits", allow_zero=True)
-    if free_bits and "free_bits" not in inspect.signature(model.loss).parameters:
-        raise ValueError(f"free_bits: {type(model).__name__}.loss takes no free bits (a VAE or CVAE does), got {free_bits}")
-    _check_data(model, images, labels, "images")
-    if test_images is not None:
-        _check_data(model, test_images, test_labels, "test_images")
-    if corrupt is not None and not isinstance(model, Autoencoder):
-        raise ValueError(f"corrupt: only an Autoencoder can be trained to denoise, got a {type(model).__name__}")
-    if corrupt is not None:
-        validate.callable_(corrupt, "corrupt")
-    device = validate.device(device, "device") if device is not None else settings().device
-    seed = validate.seed(seed, "seed")
-    if checkpoint is not None:
-        checkpoint = _check_writable(validate.path(checkpoint, "checkpoint"), "checkpoint")
-    # A refused resume changes nothing: the whole checkpoint is read once and checked (kind,
-    # configuration, shapes, counters, optimizer state, requested epochs) before the model, the
-    # optimizer or any random number generator is touched.
-    resume = _read_resume(validate.path(resume_from, "resume_from"), model, epochs) if resume_from is not None else None
-
-    generator = seed_everything(seed)
-    model.to(device)
-    x_all = images.detach().to(device)  # training data, never a graph to backpropagate into
-    y_all = labels.to(device) if labels is not None else None
+    run = _check_arguments(model, images, labels, steps, batch_size, lr, beta, free_bits, seed, device,
+                           test_images, test_labels, corrupt, checkpoint, resume_from)
+    generator = seed_everything(run.seed)
+    model.to(run.device)
+    x_all, y_all = _prepare_data(model, images, run.labels, run.device)
     # fused=True: one kernel updates every parameter (instead of a Python loop over them); the same
     # Adam, about 15 % more digits per second for the 784-400-20 VAE on a 2-core CPU.
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-    history = History()
-    n = x_all.shape[0]
-    global_step = 0  # optimizer steps taken, over all epochs (what a beta schedule is called with)
-    first_epoch = 0
-    if resume is not None:
-        first_epoch, global_step = _resume(resume, model, optimizer, generator, history, lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, fused=True)
+    history, done = History(), 0  # done: optimizer steps taken, over the whole run
+    if run.resume is not None:
+        done = _resume(run.resume, model, optimizer, generator, history, run.lr)
+    data = _DataOrder(x_all.shape[0], run.batch_size, generator, run.device, step=done)
 
-    bar = epoch_progress(range(first_epoch, epochs), initial=first_epoch, total=epochs,
-                         desc=f"training {type(model).__name__}", disable=not progress)
-    for epoch in bar:
+    points = [p for p in record_points(run.steps, data.per_pass) if p > done]
+    bar = epoch_progress(points, initial=0, total=len(points), desc=f"training {type(model).__name__}",
+                         disable=not progress)
+    for point in bar:
         model.train()
         start = time.perf_counter()
-        # Loss sums stay on the device (float64): no float() per step, which on a GPU would wait
-        # for every step to finish before queuing the next.
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        order = torch.randperm(n, generator=generator).to(device)
-        for step, i in enumerate(range(0, n, batch_size)):
-            idx = order[i:i + batch_size]
-            x = x_all[idx]
-            y = y_all[idx] if y_all is not None else None
-            step_beta = beta_at(global_step)
-            parts = _batch_loss(model, x, y, step_beta, corrupt, free_bits)
-            loss = parts.total.mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {step + 1}: training stopped "
-                    f"before the optimizer step (lr={lr}, beta={step_beta}); parameters are from the last good step")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-            if not torch.isfinite(grad_norm):
-                raise FloatingPointError(
-                    f"non-finite gradient at epoch {epoch + 1}, step {step + 1}: training stopped before the "
-                    f"optimizer step; parameters are from the last good step")
-            optimizer.step()
-            global_step += 1
-            sums += torch.stack([parts.total.detach().sum(), parts.reconstruction.detach().sum(),
-                                 parts.kl.detach().sum()]).double()
+        means, seen = _train_window(model, optimizer, data, x_all, y_all, run, done, point)
+        done = point
         seconds = time.perf_counter() - start
-        for key, value in zip(("total", "reconstruction", "kl"), sums.tolist()):
-            history.train[key].append(value / n)
-        history.seconds.append(seconds)
-        history.samples_per_second.append(n / seconds)
-        if test_images is not None:
-            from vae_course.evaluate import loss_parts  # local import: evaluate imports train's helpers
-            for key, value in loss_parts(model, test_images, test_labels, beta=step_beta)._asdict().items():
+        _record(history, means, done, seconds, seen)
+        if run.test_images is not None:
+            from vae_course.evaluate import loss_parts  # local import: evaluate imports the models
+            history_test = loss_parts(model, run.test_images, run.test_labels, beta=run.beta_at(done - 1))
+            for key, value in zip(PARTS, history_test):
                 history.test[key].append(value)
-        postfix = {"loss": f"{history.train['total'][-1]:.2f}"}
-        if history.test["total"]:
-            postfix["test"] = f"{history.test['total'][-1]:.2f}"
-        bar.set_postfix(postfix)
-        if checkpoint is not None:
-            save_checkpoint(model, checkpoint, optimizer=optimizer, history=history,
-                            training=_training_state(epoch + 1, global_step, generator, device))
+        bar.set_postfix({"step": done, "loss": f"{history.train['total'][-1]:.2f}",
+                         **({"test": f"{history.test['total'][-1]:.2f}"} if history.test["total"] else {})})
+        if run.checkpoint is not None:
+            save_checkpoint(model, run.checkpoint, optimizer=optimizer, history=history,
+                            training=_training_state(history.epochs, done, data, run.device))
     model.eval()
     return history
+
+
+def _record(history: History, means: list[float], steps_done: int, seconds: float, seen: int) -> None:
+    for key, value in zip(PARTS, means):
+        history.train[key].append(value)
+    history.steps.append(steps_done)
+    history.seconds.append(seconds)
+    history.samples_per_second.append(seen / seconds)
 
 
 def _in_jupyter_kernel() -> bool:
@@ -324,11 +436,12 @@ def epoch_progress(iterable, initial: int, total: int, desc: str, disable: bool 
     return tqdm(iterable, initial=initial, total=total, desc=desc, disable=disable, unit="epoch")
 
 
-def _training_state(epochs_done: int, global_step: int, generator: torch.Generator, device: torch.device) -> dict:
-    """What ``fit(resume_from=...)`` needs besides weights and optimizer: the counters and the
-    states of the random number generators (z samples: torch's global RNG; data order: ``generator``)."""
-    state = {"epoch": epochs_done, "global_step": global_step, "torch_rng": torch.get_rng_state(),
-             "data_order_rng": generator.get_state()}
+def _training_state(entries: int, global_step: int, data: _DataOrder, device: torch.device) -> dict:
+    """What ``fit(resume_from=...)`` needs besides weights and optimizer: the counters (history
+    entries, optimizer steps) and the states of the random number generators (z samples: torch's
+    global RNG; data order: the state before the current pass's permutation, ``_DataOrder.state``)."""
+    state = {"epoch": entries, "global_step": global_step, "torch_rng": torch.get_rng_state(),
+             "data_order_rng": data.state()}
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(device)
     return state
@@ -348,7 +461,7 @@ def _check_writable(path: Path, name: str) -> Path:
     return path
 
 
-def _read_resume(path: Path, model: nn.Module, epochs: int) -> dict:
+def _read_resume(path: Path, model: nn.Module, steps: int) -> dict:
     """Read a ``fit`` checkpoint once and check everything ``fit(resume_from=...)`` will use, without
     changing ``model`` or any random number generator. Returns the checked state."""
     state = _read_checkpoint(path)
@@ -359,20 +472,20 @@ def _read_resume(path: Path, model: nn.Module, epochs: int) -> dict:
                          "training state); load it with load_checkpoint and train afresh instead")
     if not isinstance(training, dict):
         raise ValueError(f"training: expected a dict of counters and RNG states, got {type(training).__name__}")
-    done, steps = training.get("epoch"), training.get("global_step")
-    for field_name, value in (("training.epoch", done), ("training.global_step", steps)):
+    entries, done = training.get("epoch"), training.get("global_step")
+    for field_name, value in (("training.epoch", entries), ("training.global_step", done)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field_name}: expected a positive int, got {value!r}")
-    if done >= epochs:
-        raise ValueError(f"epochs: {path} has already trained {done} epochs; "
-                         f"ask for more than that (epochs counts all of them), got {epochs}")
+    if done >= steps:
+        raise ValueError(f"steps: {path} has already taken {done} optimizer steps; "
+                         f"ask for more than that (steps counts all of them), got {steps}")
     for key, reference in (("torch_rng", torch.get_rng_state()), ("data_order_rng", torch.Generator().get_state())):
         value = training.get(key)
         if not isinstance(value, Tensor) or value.dtype != torch.uint8 or value.shape != reference.shape:
             got = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(f"training.{key}: expected a uint8 RNG state of shape {tuple(reference.shape)}, got {got}")
     _check_optimizer_state(state["optimizer"], model)
-    _check_history(state["history"], done)
+    _check_history(state["history"], entries, done)
     return state
 
 
@@ -396,26 +509,31 @@ def _check_optimizer_state(saved, model: nn.Module) -> None:
                                  f"{tuple(params[index].shape)}, got {got}")
 
 
-def _check_history(saved, epochs_done: int) -> None:
+def _check_history(saved, entries: int, steps_done: int) -> None:
+    """The saved history has ``entries`` entries of every list, and its step counts rise to ``steps_done``."""
     if not isinstance(saved, dict):
         raise ValueError(f"history: expected a dict, got {type(saved).__name__}")
     for split in ("train", "test"):
         parts = saved.get(split)
-        if not isinstance(parts, dict) or set(parts) != {"total", "reconstruction", "kl"}:
+        if not isinstance(parts, dict) or set(parts) != set(PARTS):
             raise ValueError(f"history.{split}: expected the loss parts total, reconstruction, kl")
         for key, values in parts.items():
-            allowed = (epochs_done,) if split == "train" else (0, epochs_done)
+            allowed = (entries,) if split == "train" else (0, entries)
             if not isinstance(values, list) or len(values) not in allowed:
-                raise ValueError(f"history.{split}.{key}: expected a list of {epochs_done} values (one per epoch done), "
+                raise ValueError(f"history.{split}.{key}: expected a list of {entries} values (one per entry), "
                                  f"got {len(values) if isinstance(values, list) else type(values).__name__}")
-    for key in ("seconds", "samples_per_second"):
-        if not isinstance(saved.get(key), list) or len(saved[key]) != epochs_done:
-            raise ValueError(f"history.{key}: expected a list of {epochs_done} values (one per epoch done)")
+    for key in ("steps", "seconds", "samples_per_second"):
+        if not isinstance(saved.get(key), list) or len(saved[key]) != entries:
+            raise ValueError(f"history.{key}: expected a list of {entries} values (one per entry)")
+    counts = saved["steps"]
+    if any(isinstance(c, bool) or not isinstance(c, int) for c in counts) or counts != sorted(set(counts)) \
+            or counts[-1] != steps_done:
+        raise ValueError(f"history.steps: expected increasing step counts ending at {steps_done}, got {counts}")
 
 
-def _resume(state: dict, model, optimizer, generator, history: History, lr: float) -> tuple[int, int]:
+def _resume(state: dict, model, optimizer, generator, history: History, lr: float) -> int:
     """Restore a checkpoint checked by ``_read_resume`` into the objects ``fit`` built; returns
-    (epochs done, global step)."""
+    the optimizer steps already taken."""
     model.load_state_dict(state["state_dict"])
     optimizer.load_state_dict(state["optimizer"])
     for group in optimizer.param_groups:
@@ -429,9 +547,9 @@ def _resume(state: dict, model, optimizer, generator, history: History, lr: floa
     for split in ("train", "test"):
         for key, values in saved[split].items():
             getattr(history, split)[key] = list(values)
-    history.seconds[:] = saved["seconds"]
-    history.samples_per_second[:] = saved["samples_per_second"]
-    return training["epoch"], training["global_step"]
+    for key in ("steps", "seconds", "samples_per_second"):
+        getattr(history, key)[:] = saved[key]
+    return training["global_step"]
 
 
 def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.Optimizer | None = None,

@@ -23,7 +23,7 @@ import traitlets
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vae_course import losses, plots, validate
+from vae_course import gaussian, models, plots, validate
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 8) -> bytes:
@@ -73,7 +73,7 @@ class LatentSliders(widgets.VBox):
 
     def __init__(self, model, dims=None, limit: float = 3.0, step: float = 0.05, scale: int = 8):
         super().__init__()
-        self.model = model
+        self.model = _check_model(model)
         latent_dim = model.latent_dim
         dims = list(range(min(latent_dim, 8))) if dims is None else _check_dims(dims, latent_dim)
         limit, step = validate.positive_float(limit, "limit"), validate.positive_float(step, "step")
@@ -86,7 +86,7 @@ class LatentSliders(widgets.VBox):
             s.argument = f"sliders[{i}] (z{d + 1})"
         self.digit = None
         controls: list[widgets.Widget] = []
-        if model.conditional:
+        if model.num_classes:  # a model that takes labels: a digit selector
             self.digit = widgets.ToggleButtons(options=list(range(model.num_classes)), value=0,
                                                description="digit", style={"button_width": "32px"})
             self.digit.observe(self._on_change, names="value")
@@ -116,16 +116,21 @@ class LatentSliders(widgets.VBox):
             self.z[d] = s.value
         z = self.z.unsqueeze(0).to(self.model.device)
         self.model.eval()
-        if self.model.conditional:
-            y = torch.tensor([self.digit.value], dtype=torch.int64, device=z.device)
-            out = self.model.decode(z, y)
-        else:
-            out = self.model.decode(z)
+        y = None if self.digit is None else torch.tensor([self.digit.value], dtype=torch.int64, device=z.device)
+        out = self.model.decode(z, y)
         self.pixels = plots.as_image_array(self.model.to_pixels(out))[0]
         self.image.value = png_bytes(self.pixels, self.scale)
         self.last_update_ms = 1000 * (time.perf_counter() - start)
         label = f"digit {self.digit.value}, " if self.digit is not None else ""
         self.caption.value = f"<small>{label}z = [{', '.join(f'{v:.2f}' for v in self.z.tolist()[:8])}]</small>"
+
+
+def _check_model(model):
+    """``model``: one of the course's models (``vae_course.models``), which all decode ``(z, y)``."""
+    if not isinstance(model, models._Base):
+        raise TypeError(f"model: expected a model of vae_course.models (one of {tuple(models.MODELS)}), "
+                        f"got {type(model).__name__}")
+    return model
 
 
 def _check_dims(dims, latent_dim: int) -> list[int]:
@@ -151,18 +156,9 @@ def latent_sliders(model, dims=None, limit: float = 3.0) -> LatentSliders:
 
 def cvae_sliders(model, dims=None, limit: float = 3.0) -> LatentSliders:
     """Class + latent sliders for a ``CVAE``: pick the digit, move z (the style)."""
-    if not getattr(model, "conditional", False):
-        raise TypeError(f"model: expected a CVAE (conditional model), got {type(model).__name__}")
+    if not _check_model(model).num_classes:
+        raise TypeError(f"model: expected a CVAE (a model that takes labels), got {type(model).__name__}")
     return LatentSliders(model, dims=dims, limit=limit)
-
-
-def gaussian_kl_1d(mu: float, sigma: float) -> float:
-    """KL(N(mu, sigma^2) || N(0, 1)) = 1/2 (sigma^2 - ln sigma^2 - 1 + mu^2), in nats: the
-    package's ``losses.gaussian_kl`` for one latent dimension (mu finite, sigma > 0)."""
-    mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")
-    mu_t = torch.tensor([[mu]], dtype=torch.float64)
-    logvar_t = torch.tensor([[2.0 * math.log(sigma)]], dtype=torch.float64)
-    return float(losses.gaussian_kl(mu_t, logvar_t))
 
 
 class KLExplorer(widgets.VBox):
@@ -208,7 +204,7 @@ class KLExplorer(widgets.VBox):
     def update(self) -> None:
         start = time.perf_counter()
         mu, sigma = self.mu.value, self.sigma.value
-        self.kl = gaussian_kl_1d(mu, sigma)
+        self.kl = gaussian.kl_1d(mu, sigma)
         plots.draw_gaussians(self.ax, mu, sigma, self.kl)
         buf = io.BytesIO()
         # Light PNG compression: the default level takes ~20 ms more per move for a few kB less.
