@@ -399,9 +399,11 @@ def roc_curve(scores, is_anomaly, title: str = "Anomaly detection by reconstruct
     ``anomalies`` / ``normal`` name the two groups on the axes (e.g. "rotated digits")."""
     from sklearn.metrics import RocCurveDisplay
 
-    scores, flags = _values(scores, "scores"), np.asarray(torch.as_tensor(is_anomaly).cpu()).ravel()
-    if flags.dtype != bool or flags.shape != scores.shape:
-        raise ValueError(f"is_anomaly: expected one bool per score ({len(scores)}), got shape {flags.shape} of dtype {flags.dtype}")
+    scores, flags = _values(scores, "scores"), _values(is_anomaly, "is_anomaly")
+    if flags.shape != scores.shape or not np.isin(flags, (0, 1)).all():
+        raise ValueError(f"is_anomaly: expected one flag per score ({len(scores)}), True/1 for an anomaly and False/0 "
+                         f"otherwise, got {len(flags)} values in {sorted(set(flags.tolist()))[:5]}")
+    flags = flags.astype(bool)
     if not np.isfinite(scores).all():
         raise ValueError(f"scores: expected finite scores, got {int((~np.isfinite(scores)).sum())} NaN or inf")
     if flags.all() or not flags.any():
