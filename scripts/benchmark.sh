@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-exec .venv/bin/python -m vae_course.benchmark "$@"
+exec .venv/bin/python -m benchmarks.benchmark "$@"  # benchmarks/ is not part of the installed package

@@ -1,15 +1,17 @@
-"""The benchmark (vae_course.benchmark): a quick run writes every field; the FLOP count, the
+"""The benchmark (benchmarks/benchmark.py, outside the installed package) and its GEMM reading: a quick run writes every field; the FLOP count, the
 reference-to-course weight copy, the widget redraw measurement and the offline Burda command are
 checked. No test bounds a time or a speed: machines differ 2-3x, and the benchmark reports those
 against its targets instead."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
-from vae_course import benchmark, models
+from benchmarks import benchmark, gemm
+from vae_course import models
 
 
 def test_training_flops_counted_by_hand():
@@ -112,3 +114,21 @@ def test_course_times_reuse_only_complete_runs(tmp_path, monkeypatch):
     assert times["fast"]["total_seconds"] == 120.0 and times["fast"]["all_ok"] and times["fast"]["limit_seconds"] == 180
     assert "covers 1 of 2 notebooks" in times["full"]["error"]
     assert benchmark.course_times("skip") == {}
+
+
+def test_gemm_reading_is_a_positive_throughput():
+    reading = gemm.gemm_gflops(64, repeats=2)
+    assert math.isfinite(reading) and reading > 0
+
+
+def test_benchmarks_are_not_part_of_the_installed_package():
+    import tomllib
+    from pathlib import Path
+
+    import vae_course
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    assert config["tool"]["setuptools"]["packages"] == ["vae_course"]
+    assert not (Path(vae_course.__file__).parent / "benchmark.py").exists()
+    assert (root / "benchmarks" / "benchmark.py").is_file()
