@@ -34,15 +34,14 @@ def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequentia
 
 
 def _check_config(image_shape, hidden_dims, latent_dim, likelihood):
-    if not (isinstance(image_shape, (tuple, list)) and len(image_shape) >= 1
-            and all(isinstance(s, int) and s > 0 for s in image_shape)):
-        raise ValueError(f"image_shape: expected a tuple of positive ints such as (1, 28, 28), got {image_shape!r}")
-    if not (isinstance(hidden_dims, (tuple, list))
-            and all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden_dims)):
-        raise ValueError(f"hidden_dims: expected a sequence of positive ints, got {hidden_dims!r}")
-    validate.positive_int(latent_dim, "latent_dim")
+    """The sizes as plain Python ints (NumPy or 0-d tensor sizes accepted: a checkpoint's
+    configuration must load with weights_only=True), or ValueError naming the argument."""
+    image_shape = validate.positive_ints(image_shape, "image_shape", "(1, 28, 28)")
+    hidden_dims = validate.positive_ints(hidden_dims, "hidden_dims", "(400,)", min_len=0)
+    latent_dim = validate.positive_int(latent_dim, "latent_dim")
     if likelihood not in losses.LIKELIHOODS:
         raise ValueError(f"likelihood: expected one of {losses.LIKELIHOODS}, got {likelihood!r}")
+    return image_shape, hidden_dims, latent_dim
 
 
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -80,8 +79,7 @@ class _Base(nn.Module):
 
     def __init__(self, image_shape, hidden_dims, latent_dim, likelihood, activation):
         super().__init__()
-        _check_config(image_shape, hidden_dims, latent_dim, likelihood)  # before tuple(): 400 is not iterable
-        image_shape, hidden_dims = tuple(image_shape), tuple(hidden_dims)
+        image_shape, hidden_dims, latent_dim = _check_config(image_shape, hidden_dims, latent_dim, likelihood)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation: expected one of {tuple(_ACTIVATIONS)}, got {activation!r}")
         self.image_shape, self.hidden_dims = image_shape, hidden_dims
@@ -389,8 +387,7 @@ class CVAE(VAE):
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
                  likelihood="bernoulli", activation="relu", num_classes=10, decoder_variance="fixed"):
-        validate.positive_int(num_classes, "num_classes")
-        self.num_classes = num_classes  # read by VAE.__init__ to widen the inputs
+        self.num_classes = validate.positive_int(num_classes, "num_classes")  # read by VAE.__init__ to widen the inputs
         super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation, decoder_variance)
 
     def one_hot(self, y: Tensor, n: int | None = None, name: str = "y") -> Tensor:
@@ -423,7 +420,7 @@ class MixturePriorVAE(VAE):
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
                  likelihood="bernoulli", activation="relu", n_components=10):
-        validate.positive_int(n_components, "n_components")
+        n_components = validate.positive_int(n_components, "n_components")
         super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation)
         self.n_components = n_components
         self.prior_means = nn.Parameter(torch.randn(n_components, latent_dim))
