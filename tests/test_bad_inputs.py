@@ -196,12 +196,6 @@ def _sliders(**kw):
     return w.dims, [(s.min, s.max) for s in w.sliders]
 
 
-# models.py keeps the value as given in its config (an np.int64 makes the checkpoint unloadable with
-# weights_only=True; numpy sizes in a shape are refused): it should store validate.positive_int's and
-# validate.positive_ints' results. Strict: remove a case from this set when it passes.
-MODELS_STORE_UNCHECKED = {"VAE latent_dim 0-d tensor", "VAE latent_dim np.int64 saved and loaded",
-                          "CVAE num_classes np.int64 saved and loaded", "VAE hidden_dims and image_shape np.int64"}
-
 # name: (call with a NumPy or 0-d tensor scalar, the same call with the plain Python number);
 # both must give the same result, bit for bit.
 ACCEPTED = {
@@ -257,9 +251,7 @@ def _same(a, b) -> bool:
     return a == b and type(a) is type(b)
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(strict=True, reason="models.py stores the unconverted value"))
-    if case in MODELS_STORE_UNCHECKED else case for case in ACCEPTED])
+@pytest.mark.parametrize("case", list(ACCEPTED))
 def test_numpy_and_0d_tensor_scalars_are_accepted_wherever_a_number_is(case):
     with_scalar, with_number = ACCEPTED[case]
     a, b = with_scalar(), with_number()
