@@ -286,7 +286,7 @@ def test_checkpoint_roundtrip(cls, tmp_path):
     model = _model(cls, num_classes=2) if cls is models.CVAE else _model(cls)
     path = tmp_path / "sub" / "model.pt"
     history = _fit(model, x, y if model.num_classes else None, passes=2, checkpoint=path)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no *.tmp left
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]  # no *.part left
     loaded = train.load_checkpoint(path)
     assert type(loaded) is cls and loaded.config == model.config
     for a, b in zip(_outputs(model, x, y), _outputs(loaded, x, y)):
@@ -713,7 +713,7 @@ def test_a_save_killed_halfway_leaves_the_previous_checkpoint_loadable(tmp_path)
     path, marker = tmp_path / "m.pt", tmp_path / "halfway"
     proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(path), str(marker)])
     kill_when(proc, marker.exists)  # killed halfway through writing the second checkpoint
-    partial = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    partial = [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
     assert len(partial) == 1 and partial[0].stat().st_size > 0  # the half-written file, beside it
     loaded = train.load_checkpoint(path)  # the previous checkpoint, whole
     assert _same_weights(loaded, _model(seed=0))

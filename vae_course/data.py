@@ -43,7 +43,6 @@ import re
 import socket
 import stat
 import struct
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -58,6 +57,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_course import files
 from vae_course.config import settings
 
 try:  # inter-process file locks exist on Linux and macOS, not on Windows
@@ -415,7 +415,7 @@ def _lock(own: Path, wait: bool = True):
 
 
 def _temporary_name(final_names: set[str]) -> re.Pattern:
-    """The names ``tempfile.mkstemp`` gives the package's temporary files: ``.<final name>.<8
+    """The names ``files.atomic_write`` gives the package's temporary files: ``.<final name>.<8
     random characters>.part``."""
     names = "|".join(re.escape(name) for name in sorted(final_names))
     return re.compile(rf"\.({names})\.[a-z0-9_]{{8}}\.part")
@@ -655,7 +655,6 @@ def _download(url: str, final: Path, spec: MnistFile, mirror: str) -> None:
                     f"expected the whole file within DOWNLOAD_DEADLINE_S = {DOWNLOAD_DEADLINE_S:g} s, "
                     f"got {watchdog.received:,} of {spec.size:,} bytes by then; gave up") from err
             raise
-    _fsync_dir(final.parent)
 
 
 def _transfer(url: str, final: Path, spec: MnistFile, opener, watchdog: _Watchdog) -> None:
@@ -665,40 +664,19 @@ def _transfer(url: str, final: Path, spec: MnistFile, opener, watchdog: _Watchdo
         announced = response.headers.get("Content-Length")
         if announced is not None and announced.isdigit() and int(announced) != spec.size:
             raise _DownloadError(f"server announces {int(announced):,} bytes, expected {spec.size:,}")
-        # mkstemp creates a new file (O_EXCL): never one reached through a symbolic link. In the
-        # same folder as the final name, so that os.replace is an atomic rename.
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".part")
-        try:
+        # All or nothing: a failed check below leaves no file at the final name.
+        with files.atomic_write(final) as out:
             digest = hashlib.sha256()
-            with os.fdopen(fd, "wb") as out:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    watchdog.received += len(chunk)
-                    if watchdog.received > spec.size:  # never fill a disk for a misbehaving server
-                        raise _DownloadError(f"more than the expected {spec.size:,} bytes")
-                    digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())  # the bytes are on disk before the name points at them
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                watchdog.received += len(chunk)
+                if watchdog.received > spec.size:  # never fill a disk for a misbehaving server
+                    raise _DownloadError(f"more than the expected {spec.size:,} bytes")
+                digest.update(chunk)
+                out.write(chunk)
             if watchdog.received != spec.size:
                 raise _DownloadError(f"got {watchdog.received:,} bytes, expected {spec.size:,}")
             if digest.hexdigest() != spec.sha256:
                 raise _DownloadError(f"sha256 {digest.hexdigest()}, expected {spec.sha256}")
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class _Watchdog:
@@ -1049,21 +1027,10 @@ def _write_subset_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> 
         if os.path.lexists(cache) and not _written_by_us(cache):
             return
         try:
-            fd, tmp = tempfile.mkstemp(dir=own, prefix=f".{cache.name}.", suffix=".part")
-        except OSError:
-            return
-        try:
-            with os.fdopen(fd, "wb") as out:
+            with files.atomic_write(cache) as out:
                 np.savez_compressed(out, images=images, labels=labels.astype("<i8"))
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; the data is not
-            os.replace(tmp, cache)
-        except BaseException as err:  # a full disk, or Ctrl-C: no temporary file is left
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if not isinstance(err, OSError):
-                raise
+        except OSError:  # a read-only folder or a full disk: no cache, and no temporary file left
+            return
 
 
 # ----------------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from vae_course import validate
+from vae_course import files, validate
 from vae_course.config import settings
 from vae_course.models import MODELS
 
@@ -557,8 +556,9 @@ def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.O
     """Save model (class, config, weights), optimizer state, history and ``training`` (the state
     ``fit`` needs to resume: epochs done, RNG states) to ``path``.
 
-    Written atomically: to a temporary file in the same folder, flushed to disk, then renamed over
-    ``path``, so a crash mid-save leaves the previous checkpoint intact, never a partial file.
+    Written atomically (``files.atomic_write``: a temporary file in the same folder, flushed to
+    disk, then renamed over ``path``), so a crash mid-save leaves the previous checkpoint intact,
+    never a partial file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -570,16 +570,8 @@ def save_checkpoint(model: nn.Module, path: str | Path, optimizer: torch.optim.O
         "history": history.as_dict() if history is not None else None,
         "training": training,
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with files.atomic_write(path) as f:
+        torch.save(state, f)
     return path
 
 
