@@ -22,10 +22,10 @@ Functions are tested the way a test suite would test them:
 * on **fresh random inputs every time** (new shapes and values, several values of each
   parameter), so only a function that computes the answer passes, not one that remembers outputs;
 * against **references computed before your function runs**, with formulas written out in this
-  file (the same as ``vae_course.losses``; ``tests/test_checks.py`` checks that they agree), so
-  reassigning a package function (``losses.gaussian_kl = my_kl``) changes nothing here; and this
-  module's own names cannot be reassigned (``checks._gaussian_kl = ...`` raises AttributeError),
-  except the setting ``TIME_LIMIT_S``;
+  file (the same as ``vae_course.gaussian`` and ``vae_course.losses``; ``tests/test_checks.py``
+  checks that they agree), so reassigning a package function (``gaussian.kl = my_kl``) changes
+  nothing here; and this module's own names cannot be reassigned (``checks._gaussian_kl = ...``
+  raises AttributeError), except the setting ``TIME_LIMIT_S``;
 * for the exercises that take the notebook's trained model (04.3, 05.3), on a **copy of that model
   with slightly moved weights**, the references computed with the same copy: a function that uses
   the notebook's model instead of the one it is given gives other numbers;
@@ -99,9 +99,9 @@ class BadAnswer(TypeError):
 
 # ----------------------------------------------------------------------------------------------
 # References: the course's formulas, written out here in float64, so nothing a notebook reassigns
-# in vae_course.losses can change them (tests/test_checks.py checks that they agree). The checks
-# look these names up when they run; reassigning them (checks._gaussian_kl = ...) is refused by
-# _ReadOnlyModule at the end of this file.
+# in vae_course.gaussian or vae_course.losses can change them (tests/test_checks.py checks that
+# they agree). The checks look these names up when they run; reassigning them
+# (checks._gaussian_kl = ...) is refused by _ReadOnlyModule at the end of this file.
 # ----------------------------------------------------------------------------------------------
 
 def _bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
-from vae_course import losses, validate
+from vae_course import gaussian, validate
 
 # Ten clearly distinct colours for the ten digits (matplotlib's tab10).
 DIGIT_COLORS = plt.get_cmap("tab10").colors
@@ -359,9 +359,7 @@ def gaussian_densities(params: Sequence[tuple[float, float]], title: str = "q(z)
     for ax in axes.flat[len(params):]:
         ax.axis("off")
     for ax, (mu, sigma) in zip(axes.flat, params):
-        kl = float(losses.gaussian_kl(torch.tensor([[float(mu)]], dtype=torch.float64),
-                                      torch.tensor([[2.0 * math.log(sigma)]], dtype=torch.float64)))
-        draw_gaussians(ax, mu, sigma, kl)
+        draw_gaussians(ax, mu, sigma, gaussian.kl_1d(mu, sigma))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
