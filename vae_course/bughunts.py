@@ -4,7 +4,7 @@ Every function here runs without an error and returns numbers of the right shape
 makes these bugs dangerous: the model still trains, and only the results are wrong. Each
 docstring says what you would *observe*; the exercises at the end of the notebooks ask you to
 find the bug and write the fixed version, which ``vae_course.checks`` compares with the course's
-package (``vae_course.losses``).
+formulas (those of ``vae_course.gaussian`` and ``vae_course.losses``).
 
 =================================  ========  ===============================================
 function                           notebook  symptom
