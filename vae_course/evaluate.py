@@ -157,14 +157,12 @@ def importance_weights(model: VAE, x: Tensor, y: Tensor | None, k: int, chunk_ro
     """
     chunk_rows = validate.positive_int(DECODE_ROWS if chunk_rows is None else chunk_rows, "chunk_rows")
     mu, logvar = model.encode(x, y)
-    logvar = gaussian.clamp_logvar(logvar)
-    std = (0.5 * logvar).exp()
     eps = torch.randn(k, *mu.shape, device=mu.device)  # (k, N, J)
     n = x.shape[0]
     step = max(1, chunk_rows // n)
     log_w = []
     for start in range(0, k, step):
-        z = mu + std * eps[start:start + step]  # (c, N, J)
+        z = gaussian.reparameterize(mu, logvar, eps[start:start + step])  # (c, N, J)
         c = z.shape[0]
         flat_z = z.reshape(-1, model.latent_dim)
         logits = model.decode(flat_z, None if y is None else y.repeat(c))  # each sample's labels
@@ -431,7 +429,8 @@ def marginal_kl(model: VAE, images: Tensor, n_samples: int = 5000, batch_size: i
         mu, logvar = torch.cat(mu).double(), torch.cat(logvar).double()
         n = mu.shape[0]
         pick = torch.randint(0, n, (n_samples,), device=mu.device)
-        z = mu[pick] + (0.5 * logvar[pick]).exp() * torch.randn(n_samples, model.latent_dim, device=mu.device, dtype=mu.dtype)
+        eps = torch.randn(n_samples, model.latent_dim, device=mu.device, dtype=mu.dtype)
+        z = gaussian.reparameterize(mu[pick], logvar[pick], eps)  # z ~ q(z|x_i) for a random image i
         values = []
         for i in range(0, n_samples, batch_size):
             zb = z[i:i + batch_size]

@@ -159,7 +159,8 @@ def log_prior(z: Tensor) -> Tensor:
 
 
 def log_likelihood(x: Tensor, z: Tensor, W: Tensor, b: Tensor, noise_var) -> Tensor:
-    """The decoder's log-density log N(x; W z + b, s^2 I) in nats (s^2 = ``noise_var``) (Bishop eq. 12.32).
+    """The decoder's log-density log N(x; W z + b, s^2 I) in nats (s^2 = ``noise_var``) (Bishop eq. 12.32):
+    ``gaussian.log_prob``, which keeps ln s^2 within [-30, 30].
 
     Args:
         x: ``(N, D)`` data.
@@ -176,8 +177,7 @@ def log_likelihood(x: Tensor, z: Tensor, W: Tensor, b: Tensor, noise_var) -> Ten
     if z.dim() < 2 or z.shape[-1] != J or z.shape[-2] not in (1, x.shape[0]):
         raise ValueError(f"z: expected shape (..., {x.shape[0]}, {J}) or (..., 1, {J}) (N = x.shape[0], "
                          f"J = W.shape[1]), got {tuple(z.shape)}")
-    residual = x - (z @ W.T + b)
-    return -0.5 * (D * torch.log(2 * math.pi * s2) + residual.pow(2).sum(-1) / s2)
+    return gaussian.log_prob(x, z @ W.T + b, torch.log(s2))  # N(W z + b, s^2 I): log-variance ln s^2 in every pixel
 
 
 def log_joint(x: Tensor, z: Tensor, W: Tensor, b: Tensor, noise_var) -> Tensor:
