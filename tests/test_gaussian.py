@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import distributions as D
 from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vae_course import gaussian
@@ -49,11 +50,57 @@ def _assert_finite_with_finite_grads(value, *leaves):
 
 # ---------------------------------------------------------------- log-densities
 
-def test_log_prob_matches_torch_distributions():
-    g = _gen(30)
-    z, mu, logvar = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(3))
-    ref = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
-    assert torch.allclose(gaussian.log_prob(z, mu, logvar), ref)
+def test_gaussian_log_prob_matches_torch_distributions_and_broadcasts():
+    g = gen(1)
+    z = torch.randn(5, 7, 3, generator=g, dtype=torch.float64)
+    mu = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    logvar = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    expected = D.Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    got = gaussian.log_prob(z, mu, logvar)
+    assert got.shape == (5, 7)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(gaussian.log_prob(z), D.Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_mixture_log_prob_matches_mixture_same_family():
+    g = gen(2)
+    k, d = 5, 3
+    means = 2 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    logvars = torch.randn(k, d, generator=g, dtype=torch.float64)
+    logits = torch.randn(k, generator=g, dtype=torch.float64)
+    z = 3 * torch.randn(4, 6, d, generator=g, dtype=torch.float64)
+    reference = D.MixtureSameFamily(D.Categorical(logits=logits),
+                                    D.Independent(D.Normal(means, (0.5 * logvars).exp()), 1))
+    got = gaussian.mixture_log_prob(z, means, logvars, logits)
+    assert got.shape == (4, 6)
+    torch.testing.assert_close(got, reference.log_prob(z))
+
+
+def test_mixture_log_prob_stays_finite_far_from_every_component():
+    # Naively, exp(log N) underflows to 0 here and log(0) = -inf; the logsumexp does not.
+    means, logvars, logits = torch.zeros(3, 2), torch.full((3, 2), -4.0), torch.zeros(3)
+    value = gaussian.mixture_log_prob(torch.full((1, 2), 50.0), means, logvars, logits)
+    assert torch.isfinite(value).all() and value.item() < -1e4
+
+
+def test_mixture_of_one_standard_normal_is_the_standard_normal():
+    z = torch.randn(10, 4, generator=gen(3))
+    one = gaussian.mixture_log_prob(z, torch.zeros(1, 4), torch.zeros(1, 4), torch.zeros(1))
+    torch.testing.assert_close(one, gaussian.log_prob(z))
+
+
+@pytest.mark.parametrize("bad, name", [
+    (dict(means=torch.zeros(3)), "means"),
+    (dict(logvars=torch.zeros(2, 2)), "logvars"),
+    (dict(logits=torch.zeros(2)), "logits"),
+    (dict(z=torch.zeros(4, 5)), "z"),
+    (dict(logits=torch.zeros(3, dtype=torch.int64)), "logits"),
+])
+def test_mixture_log_prob_rejects_bad_shapes_naming_the_argument(bad, name):
+    args = dict(z=torch.zeros(4, 2), means=torch.zeros(3, 2), logvars=torch.zeros(3, 2), logits=torch.zeros(3))
+    args.update(bad)
+    with pytest.raises((ValueError, TypeError), match=name):
+        gaussian.mixture_log_prob(**args)
 
 # ---------------------------------------------------------------- the diagonal KL, closed form
 
@@ -487,7 +534,25 @@ def test_softplus_bad_inputs():
     with pytest.raises(ValueError, match="std"):
         gaussian.inverse_softplus(torch.tensor([1.0, 0.0]))
 
-# ---------------------------------------------------------------- one-sample Monte Carlo terms
+# ---------------------------------------------------------------- one-sample Monte Carlo KL terms (priors with no closed form)
+
+def test_monte_carlo_kl_converges_to_the_closed_form():
+    """With the prior N(0, I) (a mixture of one standard normal) the KL has a closed form; the
+    mean of many one-sample estimates must agree with it within a few standard errors."""
+    g = gen(4)
+    mu = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    logvar = 0.5 * torch.randn(3, 2, generator=g, dtype=torch.float64)
+    n = 200_000
+    z = mu + (0.5 * logvar).exp() * torch.randn(n, 3, 2, generator=g, dtype=torch.float64)
+    log_prior = gaussian.mixture_log_prob(z, torch.zeros(1, 2, dtype=torch.float64),
+                                        torch.zeros(1, 2, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    estimates = gaussian.monte_carlo_kl(z, mu.expand_as(z), logvar.expand_as(z), log_prior)  # (n, 3)
+    mean, stderr = estimates.mean(0), estimates.std(0) / math.sqrt(n)
+    exact = gaussian.kl(mu, logvar)
+    assert ((mean - exact).abs() < 4 * stderr).all(), (mean, exact, stderr)
+    assert (stderr < 0.01).all()
+    assert (estimates < 0).any(), "single estimates can be negative; only their mean is the KL"
+
 
 
 def test_monte_carlo_kl_terms_are_log_q_minus_log_p_and_average_to_the_kl():
