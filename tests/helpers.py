@@ -10,6 +10,19 @@ def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def uniform(g: torch.Generator, shape, low: float, high: float) -> torch.Tensor:
+    """float64 values drawn uniformly from [low, high) with the generator ``g``."""
+    return low + (high - low) * torch.rand(shape, generator=g, dtype=torch.float64)
+
+
+def assert_finite_with_finite_grads(value: torch.Tensor, *leaves: torch.Tensor) -> None:
+    """``value`` is finite, and so are the gradients of its sum with respect to ``leaves``."""
+    assert torch.isfinite(value).all(), value
+    value.sum().backward()
+    for leaf in leaves:
+        assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), leaf.grad
+
+
 # A tiny data set and model for tests that train (tests/test_train_objectives.py, tests/test_evaluate_latents.py).
 TINY_SHAPE = (1, 4, 4)
 

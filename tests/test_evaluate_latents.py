@@ -11,6 +11,7 @@ import torch
 from vae_course import evaluate, models
 from helpers import quick_fit, raises_naming as _raises, tiny_dataset, tiny_vae
 
+
 def _half_dead_vae():
     """A VAE whose latent dimension 1 ignores x: q(z_1|x) = N(0, 1) for every x."""
     model = tiny_vae()
@@ -20,12 +21,14 @@ def _half_dead_vae():
             head.bias[1] = 0.0
     return model
 
+
 def test_kl_per_dimension_sums_to_the_mean_kl_and_is_zero_for_a_dead_dimension():
     x, _ = tiny_dataset()
     model = _half_dead_vae()
     per_dim = evaluate.kl_per_dimension(model, x)
     assert per_dim.shape == (3,) and per_dim[1] == 0 and torch.all(per_dim[[0, 2]] > 0)
     assert math.isclose(float(per_dim.sum()), evaluate.negative_elbo(model, x).kl, rel_tol=1e-5)
+
 
 def test_active_units_counts_dimensions_whose_mean_varies():
     x, _ = tiny_dataset()
@@ -39,12 +42,14 @@ def test_active_units_counts_dimensions_whose_mean_varies():
     _raises(ValueError, "threshold", evaluate.active_units, model, x, threshold=-1.0)
     _raises(TypeError, "model", evaluate.active_units, tiny_vae(models.Autoencoder), x)
 
+
 def test_rate_plus_distortion_is_the_negative_elbo():
     x, _ = tiny_dataset()
     model = tiny_vae()
     rd = evaluate.rate_distortion(model, x)
     nelbo = evaluate.negative_elbo(model, x)
     assert rd.rate == pytest.approx(nelbo.kl) and rd.distortion == pytest.approx(nelbo.reconstruction)
+
 
 def test_importance_weighted_bounds_are_ordered_on_the_same_samples():
     x, _ = tiny_dataset()
@@ -58,6 +63,7 @@ def test_importance_weighted_bounds_are_ordered_on_the_same_samples():
     assert abs(bounds[1].mean - elbo.total) < 4 * bounds[1].stderr + 0.05, (bounds[1], elbo)
     # one k alone is importance_weighted_nll (same seed, same samples)
     assert evaluate.importance_weighted_nlls(model, x, ks=(7,))[7] == evaluate.importance_weighted_nll(model, x, k=7)
+
 
 def test_importance_weighted_nlls_per_example_are_ordered_per_image_and_average_to_the_summary():
     x, _ = tiny_dataset()
@@ -76,17 +82,20 @@ def test_importance_weighted_nlls_per_example_are_ordered_per_image_and_average_
     for bad in ((), (5, 1), (2, 5)):
         _raises(ValueError, "ks", evaluate.importance_weighted_nlls_per_example, model, x, ks=bad)
 
+
 def test_importance_weighted_bounds_reject_bad_ks():
     x, _ = tiny_dataset(8)
     model = tiny_vae()
     for bad in ((), (5, 1), (2, 5), (0, 5), (1.0, 5), 5, (1, 1)):
         _raises(ValueError, "ks", evaluate.importance_weighted_nlls, model, x, ks=bad)
 
+
 def test_bits_per_dim():
     assert evaluate.bits_per_dim(784 * math.log(2), 784) == pytest.approx(1.0)
     est = evaluate.bits_per_dim(evaluate.Estimate(2 * 784 * math.log(2), 784 * math.log(2)), 784)
     assert est.mean == pytest.approx(2.0) and est.stderr == pytest.approx(1.0)
     _raises(ValueError, "dims", evaluate.bits_per_dim, 1.0, 0)
+
 
 def test_importance_weights_use_the_learned_variance():
     x, _ = tiny_dataset(32)

@@ -17,14 +17,17 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vae_course import gaussian
 from vae_course.gaussian import kl_gradients, kl_mvn, monte_carlo_kl_estimate
-from helpers import gen
+from helpers import assert_finite_with_finite_grads, gen, uniform
+from helpers import raises_naming as _raises
 
 _gen = gen  # one seeded generator per call (tests/helpers.py)
 seeds = st.integers(0, 2**31 - 1)
 
+
 def _random_spd(k: int, g: torch.Generator, batch: tuple[int, ...] = (), dtype=torch.float64) -> torch.Tensor:
     a = torch.randn(*batch, k, k, generator=g, dtype=dtype)
     return a @ a.transpose(-2, -1) + 0.5 * torch.eye(k, dtype=dtype)
+
 
 def _reference_kl(mu, logvar, mu_p=None, logvar_p=None):
     """KL(q || p) summed over the last dim, computed by torch.distributions."""
@@ -34,19 +37,6 @@ def _reference_kl(mu, logvar, mu_p=None, logvar_p=None):
     p = Normal(mu_p.expand_as(mu), (0.5 * logvar_p).exp().expand_as(mu))
     return kl_divergence(q, p).sum(-1)
 
-def _uniform(g, shape, low, high):
-    return low + (high - low) * torch.rand(shape, generator=g, dtype=torch.float64)
-
-def _raises(exc, name, fn, *args, **kwargs):
-    with pytest.raises(exc) as info:
-        fn(*args, **kwargs)
-    assert name in str(info.value), str(info.value)
-
-def _assert_finite_with_finite_grads(value, *leaves):
-    assert torch.isfinite(value).all(), value
-    value.sum().backward()
-    for leaf in leaves:
-        assert leaf.grad is not None and torch.isfinite(leaf.grad).all(), leaf.grad
 
 # ---------------------------------------------------------------- log-densities
 
@@ -96,11 +86,14 @@ def test_mixture_of_one_standard_normal_is_the_standard_normal():
     (dict(z=torch.zeros(4, 5)), "z"),
     (dict(logits=torch.zeros(3, dtype=torch.int64)), "logits"),
 ])
+
+
 def test_mixture_log_prob_rejects_bad_shapes_naming_the_argument(bad, name):
     args = dict(z=torch.zeros(4, 2), means=torch.zeros(3, 2), logvars=torch.zeros(3, 2), logits=torch.zeros(3))
     args.update(bad)
     with pytest.raises((ValueError, TypeError), match=name):
         gaussian.mixture_log_prob(**args)
+
 
 # ---------------------------------------------------------------- the diagonal KL, closed form
 
@@ -112,12 +105,14 @@ def test_kl_standard_prior_matches_torch_distributions():
     assert kl.shape == (7,)
     torch.testing.assert_close(kl, _reference_kl(mu, logvar), rtol=1e-10, atol=1e-10)
 
+
 def test_kl_general_prior_matches_torch_distributions():
     g = _gen(1)
     mu, logvar, mu_p, logvar_p = (torch.randn(6, 4, generator=g, dtype=torch.float64) * 1.5 for _ in range(4))
     kl = gaussian.kl(mu, logvar, mu_p, logvar_p)
     assert kl.shape == (6,)
     torch.testing.assert_close(kl, _reference_kl(mu, logvar, mu_p, logvar_p), rtol=1e-10, atol=1e-10)
+
 
 def test_kl_broadcast_prior_of_shape_D():
     g = _gen(2)
@@ -130,6 +125,7 @@ def test_kl_broadcast_prior_of_shape_D():
     full = gaussian.kl(mu, logvar, mu_p.expand(5, 3), logvar_p.expand(5, 3))
     torch.testing.assert_close(kl, full)
 
+
 def test_kl_only_mu_p_or_only_logvar_p_defaults_the_other_to_standard():
     g = _gen(3)
     mu, logvar, other = (torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(3))
@@ -139,7 +135,10 @@ def test_kl_only_mu_p_or_only_logvar_p_defaults_the_other_to_standard():
     torch.testing.assert_close(gaussian.kl(mu, logvar, logvar_p=other),
                                _reference_kl(mu, logvar, zeros, other))
 
+
 @pytest.mark.parametrize("general_prior", [False, True])
+
+
 def test_kl_matches_monte_carlo(general_prior):
     g = _gen(4)
     d, s = 3, 200_000
@@ -161,6 +160,7 @@ def test_kl_matches_monte_carlo(general_prior):
     kl = gaussian.kl(mu, logvar, *((mu_p, logvar_p) if general_prior else ())).item()
     assert abs(kl - mc) < 4 * se, (kl, mc, se)
 
+
 def test_kl_nonnegative_and_zero_when_q_equals_prior():
     g = _gen(5)
     mu = torch.randn(50, 6, generator=g)
@@ -172,6 +172,7 @@ def test_kl_nonnegative_and_zero_when_q_equals_prior():
     # and strictly positive as soon as q differs from the prior
     assert (gaussian.kl(torch.full((1, 2), 0.1), torch.zeros(1, 2)) > 0).all()
     assert (gaussian.kl(torch.zeros(1, 2), torch.full((1, 2), 0.1)) > 0).all()
+
 
 def test_kl_float32_near_the_prior_is_nonnegative_and_accurate():
     """q within rounding of the prior: exp(v) - v - 1 cancels in float32; the KL must stay >= 0."""
@@ -187,6 +188,7 @@ def test_kl_float32_near_the_prior_is_nonnegative_and_accurate():
             ref = _reference_kl(*(a.double() for a in args))  # the same float32 inputs, in float64
             torch.testing.assert_close(kl.double(), ref, rtol=1e-3, atol=1e-11)
 
+
 def test_kl_is_summed_over_latent_dimensions():
     mu = torch.full((2, 1), 1.0)
     one = gaussian.kl(mu, torch.zeros(2, 1))
@@ -194,19 +196,27 @@ def test_kl_is_summed_over_latent_dimensions():
     ten = gaussian.kl(torch.ones(2, 10), torch.zeros(2, 10))
     torch.testing.assert_close(ten, torch.full((2,), 5.0))
 
+
 @pytest.mark.parametrize("lv", [100.0, -100.0])
+
+
 @pytest.mark.parametrize("m", [0.0, 1e3, -1e3])
+
+
 def test_kl_finite_for_extreme_logvar_and_mu(lv, m):
     mu = torch.full((2, 3), m, requires_grad=True)
     logvar = torch.full((2, 3), lv, requires_grad=True)
-    _assert_finite_with_finite_grads(gaussian.kl(mu, logvar), mu, logvar)
+    assert_finite_with_finite_grads(gaussian.kl(mu, logvar), mu, logvar)
     mu2 = torch.full((2, 3), m, requires_grad=True)
     logvar2 = torch.full((2, 3), lv, requires_grad=True)
     logvar_p = torch.full((3,), -lv, requires_grad=True)
     mu_p = torch.zeros(3, requires_grad=True)
-    _assert_finite_with_finite_grads(gaussian.kl(mu2, logvar2, mu_p, logvar_p), mu2, logvar2, mu_p, logvar_p)
+    assert_finite_with_finite_grads(gaussian.kl(mu2, logvar2, mu_p, logvar_p), mu2, logvar2, mu_p, logvar_p)
+
 
 @settings(max_examples=60, deadline=None)
+
+
 @given(
     n=st.integers(1, 5),
     d=st.integers(1, 8),
@@ -214,6 +224,8 @@ def test_kl_finite_for_extreme_logvar_and_mu(lv, m):
     scale=st.floats(0.0, 10.0),
     general=st.booleans(),
 )
+
+
 def test_kl_property_nonnegative_finite_and_matches_torch(n, d, seed, scale, general):
     g = _gen(seed)
 
@@ -232,6 +244,7 @@ def test_kl_property_nonnegative_finite_and_matches_torch(n, d, seed, scale, gen
     assert torch.isfinite(kl32).all() and (kl32 >= 0).all()
     torch.testing.assert_close(kl32.double(), kl, rtol=1e-4, atol=1e-4)
 
+
 def test_kl_bad_inputs_name_the_argument():
     mu, lv = torch.zeros(2, 3), torch.zeros(2, 3)
     _raises(TypeError, "mu", gaussian.kl, torch.zeros(2, 3, dtype=torch.int64), lv)
@@ -243,6 +256,7 @@ def test_kl_bad_inputs_name_the_argument():
     _raises(ValueError, "mu_p", gaussian.kl, mu, lv, torch.zeros(4), None)
     _raises(ValueError, "logvar_p", gaussian.kl, mu, lv, None, torch.zeros(5, 3))
     _raises(ValueError, "logvar_p", gaussian.kl, mu, lv, None, torch.zeros(1, 2, 3))
+
 
 def test_kl_per_dim_matches_torch_distributions_and_sums_to_kl():
     g = gen(0)
@@ -256,12 +270,17 @@ def test_kl_per_dim_matches_torch_distributions_and_sums_to_kl():
         torch.testing.assert_close(per_dim, torch.distributions.kl_divergence(q, prior))
         torch.testing.assert_close(gaussian.kl(mu, logvar, *args), per_dim.sum(1))
 
+
 @settings(max_examples=80, deadline=None)
+
+
 @given(n=st.integers(1, 6), d=st.integers(1, 10), seed=seeds, scale=st.floats(0.0, 8.0),
        dim=st.integers(0, 9), delta=st.floats(0.05, 3.0), which=st.sampled_from(["mu", "logvar"]))
+
+
 def test_kl_is_zero_exactly_when_q_equals_p(n, d, seed, scale, dim, delta, which):
     g = gen(seed)
-    mu, logvar = _uniform(g, (n, d), -scale, scale), _uniform(g, (n, d), -scale, scale)
+    mu, logvar = uniform(g, (n, d), -scale, scale), uniform(g, (n, d), -scale, scale)
     same = gaussian.kl(mu, logvar, mu, logvar)
     assert same.shape == (n,) and torch.equal(same, torch.zeros(n, dtype=torch.float64))
     if scale == 0:  # q = N(0, I) = the standard prior
@@ -274,9 +293,12 @@ def test_kl_is_zero_exactly_when_q_equals_p(n, d, seed, scale, dim, delta, which
     for f in (torch.float32, torch.float64):  # never negative, in either precision
         assert (gaussian.kl(mu.to(f), logvar.to(f), mu_p.to(f), logvar_p.to(f)) >= 0).all()
 
+
 # ---------------------------------------------------------------- the full-covariance KL
 
 @pytest.mark.parametrize("k", [1, 2, 5, 12])
+
+
 def test_kl_mvn_matches_torch_distributions(k):
     g = _gen(k)
     mu1, mu2 = torch.randn(k, generator=g, dtype=torch.float64), torch.randn(k, generator=g, dtype=torch.float64)
@@ -285,6 +307,7 @@ def test_kl_mvn_matches_torch_distributions(k):
     ref = kl_divergence(MultivariateNormal(mu1, cov1), MultivariateNormal(mu2, cov2))
     assert ours.dtype == torch.float64 and ours.shape == ()
     assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-10)
+
 
 def test_kl_mvn_textbook_formula_with_inverses():
     g = _gen(1)
@@ -295,6 +318,7 @@ def test_kl_mvn_textbook_formula_with_inverses():
     d = mu2 - mu1
     textbook = 0.5 * (torch.trace(inv2 @ cov1) + d @ inv2 @ d - k + torch.logdet(cov2) - torch.logdet(cov1))
     assert torch.allclose(kl_mvn(mu1, cov1, mu2, cov2), textbook, rtol=1e-10)
+
 
 def test_kl_mvn_batches_broadcast():
     g = _gen(2)
@@ -307,6 +331,7 @@ def test_kl_mvn_batches_broadcast():
     assert ours.shape == (5,)
     assert torch.allclose(ours, ref, rtol=1e-10)
 
+
 def test_kl_mvn_float32_input_is_computed_in_float64():
     g = _gen(3)
     mu1 = torch.randn(3, generator=g)
@@ -316,6 +341,7 @@ def test_kl_mvn_float32_input_is_computed_in_float64():
     ref = kl_mvn(mu1.double(), cov1.double(), torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64))
     assert torch.allclose(out, ref)
 
+
 def test_kl_mvn_is_zero_iff_equal_and_positive_otherwise():
     g = _gen(4)
     mu, cov = torch.randn(4, generator=g, dtype=torch.float64), _random_spd(4, g)
@@ -324,6 +350,7 @@ def test_kl_mvn_is_zero_iff_equal_and_positive_otherwise():
         mu2, cov2 = torch.randn(4, generator=g, dtype=torch.float64), _random_spd(4, g)
         assert float(kl_mvn(mu, cov, mu2, cov2)) > 0
         assert float(kl_mvn(mu2, cov2, mu, cov)) > 0
+
 
 def test_kl_mvn_symmetric_cases():
     """Equal covariances: KL = half the squared Mahalanobis distance, the same both ways.
@@ -342,12 +369,14 @@ def test_kl_mvn_symmetric_cases():
     cov2 = _random_spd(k, g)
     assert abs(float(kl_mvn(mu1, cov, mu2, cov2) - kl_mvn(mu2, cov2, mu1, cov))) > 1e-3
 
+
 def test_kl_mvn_one_dimensional_closed_form():
     # KL(N(m, s^2) || N(0, 1)) = 1/2 (s^2 - ln s^2 - 1 + m^2)
     m, s = 0.7, 1.9
     out = kl_mvn(torch.tensor([m], dtype=torch.float64), torch.tensor([[s * s]], dtype=torch.float64),
                  torch.zeros(1, dtype=torch.float64), torch.eye(1, dtype=torch.float64))
     assert math.isclose(float(out), 0.5 * (s * s - math.log(s * s) - 1 + m * m), rel_tol=1e-12)
+
 
 def test_kl_mvn_diagonal_equals_the_diagonal_kl():
     g = _gen(6)
@@ -360,6 +389,7 @@ def test_kl_mvn_diagonal_equals_the_diagonal_kl():
     full_std = kl_mvn(mu, torch.diag_embed(logvar.exp()), torch.zeros(5, dtype=torch.float64),
                       torch.eye(5, dtype=torch.float64))
     assert torch.allclose(full_std, gaussian.kl(mu, logvar), rtol=1e-10)
+
 
 @pytest.mark.parametrize(
     ("args", "name", "error"),
@@ -377,9 +407,12 @@ def test_kl_mvn_diagonal_equals_the_diagonal_kl():
         ((torch.zeros(2, 2), torch.eye(2), torch.zeros(3, 2), torch.eye(2)), "batch shapes", ValueError),
     ],
 )
+
+
 def test_kl_mvn_bad_inputs_name_the_argument(args, name, error):
     with pytest.raises(error, match=name):
         kl_mvn(*args)
+
 
 # ---------------------------------------------------------------- the Monte Carlo KL
 
@@ -396,6 +429,7 @@ def test_monte_carlo_kl_within_standard_errors_of_closed_form():
     # Standardised errors look like N(0, 1): neither systematically off nor too spread.
     assert abs(float(z.mean())) < 1.0 and 0.3 < float(z.std()) < 2.0
 
+
 def test_monte_carlo_kl_with_a_diagonal_prior_matches_torch_distributions():
     g = _gen(12)
     mu, logvar = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g)
@@ -405,6 +439,7 @@ def test_monte_carlo_kl_with_a_diagonal_prior_matches_torch_distributions():
                         Normal(mu_p.double(), (0.5 * logvar_p.double()).exp())).sum(-1)
     assert float(((est - ref) / se).abs().max()) < 5.0
 
+
 def test_monte_carlo_kl_is_exactly_zero_when_q_equals_p():
     g = _gen(14)
     mu, logvar = torch.randn(3, 2, generator=g), torch.randn(3, 2, generator=g)
@@ -412,11 +447,13 @@ def test_monte_carlo_kl_is_exactly_zero_when_q_equals_p():
     assert torch.allclose(est, torch.zeros(3, dtype=torch.float64), atol=1e-12)
     assert torch.allclose(se, torch.zeros(3, dtype=torch.float64), atol=1e-12)
 
+
 def test_monte_carlo_kl_standard_error_shrinks_like_one_over_sqrt_n():
     mu, logvar = torch.full((1, 3), 0.5), torch.full((1, 3), -0.7)
     _, se_small = monte_carlo_kl_estimate(mu, logvar, 400, generator=_gen(1))
     _, se_big = monte_carlo_kl_estimate(mu, logvar, 40000, generator=_gen(2))
     assert 0.07 < float(se_big / se_small) < 0.14  # ideal: 0.1
+
 
 def test_monte_carlo_kl_chunked_equals_unchunked(monkeypatch):
     """Samples drawn in chunks of 7 give the mean and standard error of all 1000 samples drawn at
@@ -448,11 +485,13 @@ def test_monte_carlo_kl_chunked_equals_unchunked(monkeypatch):
         z, torch.zeros(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64))
     assert torch.allclose(est1, ratio.mean(0)) and torch.allclose(se1, ratio.std(0) / math.sqrt(1000))
 
+
 def test_monte_carlo_kl_is_reproducible_with_a_generator():
     mu, logvar = torch.zeros(2, 2), torch.ones(2, 2)
     a = monte_carlo_kl_estimate(mu, logvar, 100, generator=_gen(7))
     b = monte_carlo_kl_estimate(mu, logvar, 100, generator=_gen(7))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
 
 @pytest.mark.parametrize(
     ("kwargs", "name", "error"),
@@ -469,9 +508,12 @@ def test_monte_carlo_kl_is_reproducible_with_a_generator():
          "logvar_p", ValueError),
     ],
 )
+
+
 def test_monte_carlo_kl_bad_inputs_name_the_argument(kwargs, name, error):
     with pytest.raises(error, match=name):
         monte_carlo_kl_estimate(**kwargs)
+
 
 # ---------------------------------------------------------------- the KL's gradients
 
@@ -483,6 +525,7 @@ def test_kl_hand_gradients_match_autograd():
     gaussian.kl(mu, sigma2.log()).sum().backward()
     torch.testing.assert_close(mu.grad, mu.detach())
     torch.testing.assert_close(sigma2.grad, 0.5 - 1 / (2 * sigma2.detach()))
+
 
 def test_kl_gradients_match_autograd():
     g = _gen(20)
@@ -500,16 +543,19 @@ def test_kl_gradients_match_autograd():
     kl_std = 0.5 * (std ** 2 - 2 * std.log() - 1 + mu.detach() ** 2).sum()
     assert torch.allclose(hand.std, torch.autograd.grad(kl_std, std)[0])
 
+
 def test_kl_gradients_vanish_at_the_prior():
     hand = kl_gradients(torch.zeros(3), torch.zeros(3))
     for field in hand:
         assert torch.equal(field, torch.zeros(3))
+
 
 def test_kl_gradients_bad_inputs():
     with pytest.raises(ValueError, match="mu and logvar"):
         kl_gradients(torch.zeros(3), torch.zeros(4))
     with pytest.raises(TypeError, match="logvar"):
         kl_gradients(torch.zeros(3), torch.zeros(3, dtype=torch.int64))
+
 
 # ---------------------------------------------------------------- softplus parameterization
 
@@ -521,10 +567,12 @@ def test_softplus_std_and_its_inverse():
     floored = gaussian.softplus_std(torch.tensor([-200.0]), min_std=1e-4)
     assert float(floored) == pytest.approx(1e-4)
 
+
 def test_softplus_std_gradient_is_sigmoid():
     s = torch.linspace(-8, 8, 33, dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(gaussian.softplus_std(s).sum(), s)
     assert torch.allclose(grad, torch.sigmoid(s.detach()))
+
 
 def test_softplus_bad_inputs():
     with pytest.raises(TypeError, match="s"):
@@ -533,6 +581,7 @@ def test_softplus_bad_inputs():
         gaussian.softplus_std(torch.zeros(2), min_std=-1.0)
     with pytest.raises(ValueError, match="std"):
         gaussian.inverse_softplus(torch.tensor([1.0, 0.0]))
+
 
 # ---------------------------------------------------------------- one-sample Monte Carlo KL terms (priors with no closed form)
 
@@ -552,7 +601,6 @@ def test_monte_carlo_kl_converges_to_the_closed_form():
     assert ((mean - exact).abs() < 4 * stderr).all(), (mean, exact, stderr)
     assert (stderr < 0.01).all()
     assert (estimates < 0).any(), "single estimates can be negative; only their mean is the KL"
-
 
 
 def test_monte_carlo_kl_terms_are_log_q_minus_log_p_and_average_to_the_kl():
@@ -584,7 +632,6 @@ def test_monte_carlo_kl_terms_bad_inputs_name_the_argument():
 
 
 # ---------------------------------------------------------------- the 1-D KL, the covariance check, sampling
-
 
 def test_kl_1d_is_the_one_dimensional_formula_and_refuses_a_bad_sigma():
     for m, s in ((0.0, 1.0), (0.7, 1.9), (-2.0, 0.1)):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+
 def test_rate_distortion_and_kl_per_dimension_figures():
     import matplotlib
     matplotlib.use("Agg")
@@ -20,6 +21,7 @@ def test_rate_distortion_and_kl_per_dimension_figures():
     fig = plots.kl_per_dimension({"a": torch.tensor([0.1, 2.0, 0.0])}, threshold=0.5)
     line = fig.axes[0].lines[0]
     assert np.allclose(line.get_ydata(), [2.0, 0.1, 1e-4]) and fig.axes[0].get_yscale() == "log"
+
 
 def test_rate_distortion_draws_the_iso_elbo_line_through_a_named_point_and_names_the_threshold():
     import matplotlib

@@ -10,6 +10,7 @@ import torch
 from vae_course import evaluate, losses, models, train
 from helpers import TINY_SHAPE, quick_fit, raises_naming as _raises, tiny_dataset, tiny_vae
 
+
 def test_free_bits_in_the_model_loss_keeps_the_true_kl_part():
     x, _ = tiny_dataset(16)
     model = tiny_vae()
@@ -27,6 +28,7 @@ def test_free_bits_in_the_model_loss_keeps_the_true_kl_part():
     assert torch.all(parts.kl < 5.0)
     torch.testing.assert_close(parts.total, parts.reconstruction + 2.0 * 15.0)
 
+
 def test_free_bits_rejects_bad_values():
     per_dim = torch.rand(4, 3)
     for bad in (-0.1, float("nan"), float("inf"), "1"):
@@ -37,6 +39,7 @@ def test_free_bits_rejects_bad_values():
         _raises(ValueError, "free_bits", quick_fit, tiny_vae(), x, free_bits=bad)
     _raises(ValueError, "free_bits", quick_fit, tiny_vae(models.Autoencoder), x, free_bits=0.5)
 
+
 def test_fit_with_free_bits_trains_differently_and_reports_the_true_kl():
     x, _ = tiny_dataset()
     plain, free = tiny_vae(), tiny_vae()
@@ -44,6 +47,7 @@ def test_fit_with_free_bits_trains_differently_and_reports_the_true_kl():
     assert h_free.train["kl"] != h_plain.train["kl"]
     parts = evaluate.loss_parts(free, x)
     assert parts.kl >= 0 and math.isclose(parts.total, parts.reconstruction + parts.kl, rel_tol=1e-6)
+
 
 def test_callable_beta_is_called_with_each_global_step_and_used():
     x, _ = tiny_dataset(64)  # 4 batches of 16 per epoch
@@ -64,6 +68,7 @@ def test_callable_beta_is_called_with_each_global_step_and_used():
     quick_fit(different, x, steps=12, beta=lambda step: 10.0)
     assert not torch.equal(different.mu_head.weight, constant.mu_head.weight)
 
+
 def test_linear_warmup_rises_linearly_then_stays():
     schedule = train.linear_warmup(10)
     assert [schedule(s) for s in (0, 5, 10, 50)] == [0.0, 0.5, 1.0, 1.0]
@@ -71,12 +76,14 @@ def test_linear_warmup_rises_linearly_then_stays():
     _raises(ValueError, "steps", train.linear_warmup, 0)
     _raises(ValueError, "end", train.linear_warmup, 5, end=float("nan"))
 
+
 def test_bad_beta_is_rejected_naming_beta():
     x, _ = tiny_dataset(8)
     for bad in (-1.0, float("nan"), "1.0", None, [1.0]):
         _raises(ValueError, "beta", quick_fit, tiny_vae(), x, beta=bad)
     _raises(ValueError, "beta", quick_fit, tiny_vae(), x, beta=lambda step: -1.0)
     _raises(ValueError, "beta", quick_fit, tiny_vae(), x, beta=lambda step: float("nan") if step == 2 else 1.0)
+
 
 def test_learned_decoder_variance_is_a_trained_parameter_of_the_right_shape(tmp_path):
     x, _ = tiny_dataset()
@@ -97,6 +104,7 @@ def test_learned_decoder_variance_is_a_trained_parameter_of_the_right_shape(tmp_
     assert "decoder_variance" not in tiny_vae().config  # old configs unchanged
     _raises(ValueError, "decoder_variance", tiny_vae, decoder_variance="learned")  # Bernoulli decoder
     _raises(ValueError, "decoder_variance", tiny_vae, likelihood="gaussian", decoder_variance="yes")
+
 
 def test_continuous_bernoulli_vae_trains():
     x, _ = tiny_dataset()
