@@ -300,7 +300,7 @@ def check_covariance(cov: Tensor, name: str, k: int | None = None) -> Tensor:
     A covariance must be finite, square ``(..., k, k)``, symmetric (within ``sqrt(eps)`` of its
     dtype, relative to its largest entry: 3e-4 in float32, 1.5e-8 in float64) and positive
     definite, which is exactly when its Cholesky factorization ``cov = L L^T`` exists (Golub & Van
-    Loan 2013, *Matrix Computations*, Thm. 4.2.7). The one positive-definiteness check of the package.
+    Loan 2013, *Matrix Computations*, Sec. 4.2). The one positive-definiteness check of the package.
 
     Args:
         cov: ``(..., k, k)`` floating-point tensor.
@@ -427,8 +427,8 @@ def monte_carlo_kl_estimate(
     q = N(mu, diag exp(logvar)) and p = N(mu_p, diag exp(logvar_p)) (default: N(0, I)). Draws
     ``n_samples`` z ~ q by reparameterization (``reparameterize``), takes ``monte_carlo_kl``'s
     log ratio at each and averages: no closed form is used, so this checks ``kl`` and ``kl_mvn``
-    from the definition alone. Computed in float64, drawing the samples in chunks of at most
-    ``_CHUNK_ELEMENTS`` numbers.
+    from the definition alone. Computed in float64, the samples drawn in chunks of at most 2^23
+    numbers (64 MB) at a time.
 
     Args:
         mu, logvar: ``(N, J)`` mean and log-variance of q (J latent dimensions).
