@@ -319,8 +319,10 @@ def _check_histories(histories, parts: Sequence[str]) -> None:
 
 
 def normal_pdf(x: np.ndarray, mu: float, sigma: float) -> np.ndarray:
-    """The density of N(mu, sigma^2) at ``x`` (sigma > 0)."""
-    return np.exp(-0.5 * ((x - mu) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    """The density of N(mu, sigma^2) at ``x`` (sigma > 0), an array of ``x``'s shape: the exp of
+    ``gaussian.log_prob``."""
+    points = torch.as_tensor(np.asarray(x, dtype=np.float64))[..., None]  # one 1-D point per value
+    return np.exp(gaussian.log_prob(points, float(mu), 2.0 * math.log(sigma)).numpy())
 
 
 def draw_gaussians(ax: plt.Axes, mu: float, sigma: float, kl: float | None = None, xlim: float = 6.0) -> None:
