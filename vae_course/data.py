@@ -1131,13 +1131,7 @@ def read_mnist_images(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ValueError: not an IDX file of magic 2051 holding 28 x 28 images (see ``read_idx``).
     """
-    path = Path(path)
-    magic, images = _read_idx_file(path, IDX_MAX_BYTES)
-    try:
-        _check_images(magic, images)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    return images
+    return _read_checked(path, _check_images)
 
 
 def read_mnist_labels(path: str | os.PathLike) -> np.ndarray:
@@ -1146,13 +1140,18 @@ def read_mnist_labels(path: str | os.PathLike) -> np.ndarray:
     Raises:
         ValueError: not an IDX file of magic 2049, or a label above 9 (see ``read_idx``).
     """
+    return _read_checked(path, _check_labels)
+
+
+def _read_checked(path: str | os.PathLike, check) -> np.ndarray:
+    """An IDX file's array after ``check(magic, array)``; its ValueError names the path."""
     path = Path(path)
-    magic, labels = _read_idx_file(path, IDX_MAX_BYTES)
+    magic, array = _read_idx_file(path, IDX_MAX_BYTES)
     try:
-        _check_labels(magic, labels)
+        check(magic, array)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
-    return labels
+    return array
 
 
 # ----------------------------------------------------------------------------------------
