@@ -26,6 +26,13 @@ fi
 if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
+# One model cache for both steps: nbval trains the notebooks' shared VAEs once in step 1 (the
+# determinism test retrains them with the cache off), step 2's page build loads them.
+if [ -z "${VAE_COURSE_CACHE_DIR:-}" ]; then
+    VAE_COURSE_CACHE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/vae_course-models-XXXXXX")"
+    export VAE_COURSE_CACHE_DIR
+    trap 'rm -rf "$VAE_COURSE_CACHE_DIR"' EXIT
+fi
 status=0
 .venv/bin/python -m pytest -m "not browser" || status=$?
 if [ "$browser" = 0 ]; then

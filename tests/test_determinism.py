@@ -1,11 +1,16 @@
 """Executed notebooks: two executions of the fast course on CPU print identical metrics, and what
 they save holds nothing a learner must skip.
 
-Each notebook runs twice in fresh kernels (fast mode, CPU, one thread: the setting the test
-command uses); every printed line holding a number, timing lines left out
-(``scripts/build_course.py::numeric_outputs``), must be the same in both runs, and the executed
-notebook must hold no stderr, warning, log or progress-bar text (``build_course.clutter``). Marked
-slow: it executes the fast course twice (a few minutes on 2 cores); it still runs in the test command.
+Every printed line holding a number, timing lines and the model cache's "pretrained:" lines left
+out (``scripts/build_course.py::numeric_outputs``), must be the same in both runs, and the executed
+notebook must hold no stderr, warning, log or progress-bar text (``build_course.clutter``).
+
+The first run is nbval's, when this session ran every cell of the notebook on CPU (the conftest
+records it; this test runs after the notebooks): the shared trained models were then loaded from
+the session's cache wherever an earlier notebook had trained them. The second run here trains
+everything (``VAE_COURSE_CACHE_DIR=off``), so the comparison also shows that a loaded model prints
+what a trained one does. Without nbval's run (this file alone, or a GPU), the notebook runs twice
+here: with an empty cache (training, saving), then with that cache (loading). Marked slow.
 """
 from __future__ import annotations
 
@@ -46,22 +51,32 @@ def test_numeric_outputs_keep_metrics_and_drop_timings():
     cell = nbformat.v4.new_code_cell("")
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout",
                                            text="test negative ELBO 123.45 nats\ntrained in 3.2 s\n"
-                                                "28,000 samples/s\nthroughput: 15,734 digits/s\nno numbers here\n"),
+                                                "28,000 samples/s\nthroughput: 15,734 digits/s\nno numbers here\n"
+                                                "pretrained: loaded the 784-400-2 VAE from build/cache/x.pt\n"),
                     nbformat.v4.new_output("execute_result", data={"text/plain": "0.25"}, execution_count=1)]
     nb.cells = [cell]
     assert numeric_outputs(nb) == ["cell 0: test negative ELBO 123.45 nats", "cell 0: 0.25"]
 
 
 @pytest.mark.slow
+@pytest.mark.after_notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
-def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch):
+def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch, nbval_run, tmp_path):
+    from vae_course.config import settings
+
     monkeypatch.setenv("VAE_COURSE_MODE", "fast")
-    monkeypatch.setenv("VAE_COURSE_DEVICE", "cpu")
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     build_course = _build_course()
+    first = nbval_run(path) if settings().fast and settings().device.type == "cpu" else None
+    if first is None:   # no nbval run to reuse: two runs here, on CPU, the second one loading what the first saved
+        monkeypatch.setenv("VAE_COURSE_DEVICE", "cpu")
+        monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
+        monkeypatch.setenv("VAE_COURSE_CACHE_DIR", str(tmp_path))
+        first = _execute(path)
+    else:               # the same settings as nbval's kernel, the model cache off
+        monkeypatch.setenv("VAE_COURSE_CACHE_DIR", "off")
     executed = _execute(path)
     clutter = build_course.clutter(executed)
-    first, second = build_course.numeric_outputs(executed), build_course.numeric_outputs(_execute(path))
+    first, second = build_course.numeric_outputs(first), build_course.numeric_outputs(executed)
     assert first, f"{path.name} printed no metrics"
     differ = [(a, b) for a, b in zip(first, second) if a != b]
     assert len(first) == len(second) and not differ, differ[:5]
@@ -91,7 +106,7 @@ def test_clutter_finds_stderr_warnings_logs_and_progress_bars():
 
 
 def test_training_in_a_kernel_shows_progress_then_leaves_nothing():
-    """fit() in a Jupyter kernel: the learner sees a progress line updated once per epoch; the
+    """fit() in a Jupyter kernel: the learner sees a progress line updated once per pass; the
     saved notebook keeps no trace of it (no stderr, no "0%" text, no widget state)."""
     nb = _code_notebook("""
 import torch
@@ -102,7 +117,7 @@ from vae_course.train import fit
 shown, update = [], DisplayHandle.update
 DisplayHandle.update = lambda self, obj, **kw: shown.append(obj.get("text/plain", "")) or update(self, obj, **kw)
 torch.manual_seed(0)
-fit(VAE(latent_dim=2), torch.rand(64, 1, 28, 28), epochs=3, batch_size=32, device="cpu")
+fit(VAE(latent_dim=2), torch.rand(64, 1, 28, 28), steps=6, batch_size=32, device="cpu")   # 3 passes of 2 steps
 DisplayHandle.update = update
 print(shown)
 """)
