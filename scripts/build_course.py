@@ -113,8 +113,9 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
 
 def numeric_outputs(nb) -> list[str]:
-    """Every printed line holding a number (stdout and text results), timing lines left out: the
-    notebook's metrics, compared across runs by tests/test_determinism.py."""
+    """Every printed line holding a number (stdout and text results), timing lines and the model
+    cache's lines (``pretrained: loaded ...`` or ``trained ...``) left out: the notebook's metrics,
+    compared across runs by tests/test_determinism.py."""
     lines = []
     for i, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -125,7 +126,7 @@ def numeric_outputs(nb) -> list[str]:
             else:
                 continue
             for line in text.splitlines():
-                if _NUMBER.search(line) and not _TIMING.search(line):
+                if _NUMBER.search(line) and not _TIMING.search(line) and not line.startswith("pretrained: "):
                     lines.append(f"cell {i}: {line.strip()}")
     return lines
 
