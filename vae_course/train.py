@@ -125,17 +125,15 @@ def linear_warmup(steps: int, start: float = 0.0, end: float = 1.0) -> Callable[
     return schedule
 
 
-def _check_beta(beta, model) -> Callable[[int], float]:
-    """``beta`` (a number, or ``step -> number``) as a checked schedule ``step -> float``; the
-    model checks that it takes such a weight (an Autoencoder only takes 1)."""
+def _check_beta(beta) -> tuple[Callable[[int], float], float]:
+    """``beta`` (a number, or ``step -> number``) as a checked schedule ``step -> float``, and its
+    value at step 0 (a schedule that fails at once fails before any training)."""
     if callable(beta):
         def schedule(step: int) -> float:
             return validate.positive_float(beta(step), f"beta (the schedule's value at step {step})", allow_zero=True)
-        model.check_loss_options(schedule(0), 0.0)  # a schedule that fails at once fails before any training
-        return schedule
+        return schedule, schedule(0)
     constant = validate.positive_float(beta, "beta", allow_zero=True)  # numpy and 0-d tensor scalars too
-    model.check_loss_options(constant, 0.0)
-    return lambda step: constant
+    return (lambda step: constant), constant
 
 
 @dataclass
@@ -165,8 +163,8 @@ def _check_arguments(model, images, labels, steps, batch_size, lr, beta, free_bi
     steps = validate.positive_int(steps, "steps")
     batch_size = validate.positive_int(batch_size, "batch_size")
     lr = validate.positive_float(lr, "lr")
-    beta_at = _check_beta(beta, model)
-    _, free_bits = model.check_loss_options(beta_at(0), free_bits)
+    beta_at, first_beta = _check_beta(beta)
+    _, free_bits = model.check_loss_options(first_beta, free_bits)  # the model says which it takes
     images = model.check_images(images, "images")
     labels = model.check_labels(labels, images.shape[0], "labels")
     if test_images is not None:
