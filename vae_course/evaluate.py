@@ -1,8 +1,11 @@
 """Held-out evaluation in nats per example: the negative ELBO, the importance-weighted
 estimate of -log p(x), and reconstruction errors.
 
-Evaluation draws random z; each function seeds its own RNG (``seed``) without disturbing the
-global one, so the same model and data give the same numbers every time.
+Evaluation draws random z; each function runs inside ``evaluating(model, seed)`` (eval mode, no
+gradients, torch's RNG forked and seeded, the model's mode restored afterwards), so the same model
+and data give the same numbers every time and the caller's RNG is left as it was. Images of any
+float dtype are converted to the model's (``model.check_images``) and never carry a graph here;
+labels are passed to the model, which refuses those it does not take.
 """
 from __future__ import annotations
 
@@ -81,10 +84,10 @@ def negative_elbo_per_example(model: VAE, images: Tensor, labels: Tensor | None 
     Use it to compare two models on the same test digits with ``paired_difference``.
 
     Raises:
-        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels or batch_size.
+        TypeError: ``model`` is not a VAE (or a subclass). ValueError: bad images, labels or batch_size.
     """
     if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+        raise TypeError(f"model: expected a variational model (VAE, CVAE, MixturePriorVAE or ConvVAE), got {type(model).__name__}")
     batches = _batches(model, images, labels, batch_size)
     with evaluating(model, seed):
         values = [model._loss(x, y, 1.0, 0.0, None).total.double().cpu() for x, y in batches]
@@ -136,7 +139,7 @@ def negative_elbo(model: VAE, images: Tensor, labels: Tensor | None = None, batc
         ``LossParts(total, reconstruction, kl)`` of floats.
     """
     if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+        raise TypeError(f"model: expected a variational model (VAE, CVAE, MixturePriorVAE or ConvVAE), got {type(model).__name__}")
     return loss_parts(model, images, labels, beta=1.0, batch_size=batch_size, seed=seed)
 
 
@@ -185,7 +188,7 @@ def importance_weighted_nll(model: VAE, images: Tensor, k: int = 100, labels: Te
     (``importance_weighted_nlls`` with ``ks=(k,)``.)
 
     Raises:
-        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, k or batch_size.
+        TypeError: ``model`` is not a VAE (or a subclass). ValueError: bad images, labels, k or batch_size.
     """
     k = validate.positive_int(k, "k")
     return importance_weighted_nlls(model, images, (k,), labels, batch_size, seed)[k]
@@ -214,7 +217,7 @@ def importance_weighted_nlls(model: VAE, images: Tensor, ks=(1, 5, 50), labels: 
         ``{k: Estimate(mean, stderr)}``, nats per example; stderr over images.
 
     Raises:
-        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, ks or batch_size.
+        TypeError: ``model`` is not a VAE (or a subclass). ValueError: bad images, labels, ks or batch_size.
     """
     return {k: _estimate(v) for k, v in importance_weighted_nlls_per_example(model, images, ks, labels,
                                                                               batch_size, seed).items()}
@@ -231,10 +234,10 @@ def importance_weighted_nlls_per_example(model: VAE, images: Tensor, ks=(1, 5, 5
     (e.g. the gap between IWAE-1 and IWAE-K, measured per image on the same samples).
 
     Raises:
-        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels, ks or batch_size.
+        TypeError: ``model`` is not a VAE (or a subclass). ValueError: bad images, labels, ks or batch_size.
     """
     if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+        raise TypeError(f"model: expected a variational model (VAE, CVAE, MixturePriorVAE or ConvVAE), got {type(model).__name__}")
     ks = tuple(validate.positive_int(k, f"ks[{i}]") for i, k in enumerate(ks)) if isinstance(ks, (tuple, list)) else ks
     if (not isinstance(ks, tuple) or not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks)
             or any(b <= a or b % a for a, b in zip(ks, ks[1:]))):
@@ -276,7 +279,7 @@ def bits_per_dim(nats, dims: int):
 def _posterior_params(model: VAE, images: Tensor, labels: Tensor | None, batch_size: int) -> tuple[Tensor, Tensor]:
     """``(mu, logvar)`` of q(z|x) for all images, each ``(N, J)`` on the CPU."""
     if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+        raise TypeError(f"model: expected a variational model (VAE, CVAE, MixturePriorVAE or ConvVAE), got {type(model).__name__}")
     batches = _batches(model, images, labels, batch_size)
     mus, logvars = [], []
     with evaluating(model):
@@ -292,7 +295,7 @@ def rate_per_example(model: VAE, images: Tensor, labels: Tensor | None = None, b
     it gives each image's distortion (negative ELBO minus rate), for paired comparisons of a β sweep.
 
     Raises:
-        TypeError: ``model`` is not a VAE/CVAE. ValueError: bad images, labels or batch_size.
+        TypeError: ``model`` is not a VAE (or a subclass). ValueError: bad images, labels or batch_size.
     """
     mu, logvar = _posterior_params(model, images, labels, batch_size)
     return gaussian.kl(mu, logvar).double()
@@ -348,7 +351,7 @@ def rate_distortion(model: VAE, images: Tensor, labels: Tensor | None = None, ba
     nats per example (Alemi et al. 2018, "Fixing a Broken ELBO", Sec. 2); rate + distortion is the negative
     ELBO. The KL is in closed form; the distortion uses one z ~ q(z|x) per image (seeded)."""
     if not isinstance(model, VAE):
-        raise TypeError(f"model: expected a VAE or CVAE, got {type(model).__name__}")
+        raise TypeError(f"model: expected a variational model (VAE, CVAE, MixturePriorVAE or ConvVAE), got {type(model).__name__}")
     parts = loss_parts(model, images, labels, beta=1.0, batch_size=batch_size, seed=seed)
     return RateDistortion(parts.kl, parts.reconstruction)
 
