@@ -393,7 +393,7 @@ def _model_arg(model, name: str, exercise: str, conditional: bool) -> str:
                    and isinstance(getattr(model, "image_shape", None), tuple))
     if not looks_right:
         _bad(exercise, f"`{name}`: expected {want}, got {_describe(model)}")
-    if bool(getattr(model, "conditional", False)) != conditional:
+    if bool(getattr(model, "num_classes", 0)) != conditional:
         _bad(exercise, f"`{name}`: expected {want}, got {_describe(model)}, which "
                        f"{'takes no labels' if conditional else 'takes labels'}")
     if getattr(model, "likelihood", None) != "bernoulli":
