@@ -170,6 +170,21 @@ def without_speaker_notes(nb):
     return nb
 
 
+EXPORT_CELL_ID = "course-build-widget-export"
+
+
+def with_widget_export(nb, folder: Path):
+    """The notebook with one more cell at the end, run by the build and removed afterwards: it
+    writes each live latent-slider and KL-explorer widget's spec (the trained decoder's weights,
+    the sliders' ranges) to ``folder`` for the website, which redraws them with no kernel
+    (vae_course.browser, scripts/build_site.py)."""
+    code = f"from vae_course import browser as _browser\n_browser.export_widgets({str(folder)!r});"
+    cell = nbformat.v4.new_code_cell(code)
+    cell["id"] = EXPORT_CELL_ID
+    nb.cells.append(cell)
+    return nb
+
+
 def install_page_assets(out_dir: Path) -> bool:
     """Copy MathJax (always: it is a Python dependency) and, when slides/node_modules has them, the
     widget renderer and require.js into out_dir/lib. Returns whether the widgets can be drawn."""
@@ -297,7 +312,7 @@ def main(argv: list[str]) -> int:
     failed = []
     ipc_dir = tempfile.mkdtemp(prefix="vae-course-kernel-")
     for path in paths:
-        nb = without_speaker_notes(nbformat.read(path, as_version=4))
+        nb = with_widget_export(without_speaker_notes(nbformat.read(path, as_version=4)), out / "widgets")
         start = time.perf_counter()
         client = NotebookClient(nb, timeout=1200, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}},
                                 config=kernel_transport_config(ipc_dir))
@@ -307,6 +322,7 @@ def main(argv: list[str]) -> int:
         except Exception as err:  # noqa: BLE001 - report every failing notebook, keep going
             error = f"{type(err).__name__}: {str(err)[-2000:]}"
         seconds = time.perf_counter() - start
+        nb.cells = [cell for cell in nb.cells if cell.get("id") != EXPORT_CELL_ID]
         nbformat.write(nb, out / path.name)
         (out / f"{path.stem}.html").write_text(page_html(nb, widgets), encoding="utf-8")
         figures = extract_figures(nb, path.stem, out / "figures")

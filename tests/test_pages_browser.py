@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import socket
 import subprocess
@@ -38,7 +37,6 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SCREENSHOTS = ROOT / "build" / "screenshots"
-BUILD_TIMEOUT_S = 3600  # a hang guard: the fast build takes ~2 min on 2 cores
 LOCAL = ("file:", "data:", "blob:", "about:")
 # TeX that MathJax should have replaced: $$, \( \[, \begin{...}, $\command, or $x$ in running text.
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|\$\\[a-zA-Z]|\$[^$\s][^$\n]{0,80}\$|\\(frac|mathbb|mathrm|sum|log)\b")
@@ -49,15 +47,9 @@ _spec.loader.exec_module(build_course)
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
-    """Every notebook executed in fast mode, with its page, in a temporary folder. A notebook that
-    fails is reported by its own page test (and by nbval); the build goes on past it."""
-    out = tmp_path_factory.mktemp("pages")
-    env = {**os.environ, "VAE_COURSE_MODE": "fast", "VAE_COURSE_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_course.py"), "--out", str(out)], env=env,
-                         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    assert (out / "summary.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
-    return out
+def site(course_build) -> Path:
+    """Every notebook executed in fast mode, with its page (tests/conftest.py: course_build)."""
+    return course_build
 
 
 @pytest.fixture(scope="module")

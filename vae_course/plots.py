@@ -22,8 +22,12 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from vae_course import gaussian, validate
 
-# Ten clearly distinct colours for the ten digits (matplotlib's tab10).
-DIGIT_COLORS = plt.get_cmap("tab10").colors
+# The course's colours read for colour-blind learners: matplotlib's "tableau-colorblind10" palette,
+# for the ten digits and as every figure's colour cycle (C0, C1, ...). Digits also differ by marker
+# shape, so a scatter reads without colour at all. Images use one grey scale (ink on white).
+DIGIT_COLORS = tuple(plt.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()["color"])
+DIGIT_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
+plt.rcParams["axes.prop_cycle"] = plt.cycler(color=DIGIT_COLORS)
 
 
 def as_image_array(images, name: str = "images") -> np.ndarray:
@@ -186,8 +190,8 @@ def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[
         fig = ax.figure
     for digit in np.unique(labels):
         pts = z[labels == digit]
-        ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=6, alpha=0.6, color=DIGIT_COLORS[int(digit) % 10],
-                   label=str(digit), rasterized=True)
+        ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=9, alpha=0.6, color=DIGIT_COLORS[int(digit) % 10],
+                   marker=DIGIT_MARKERS[int(digit) % 10], linewidths=0, label=str(digit), rasterized=True)
     ax.set_xlabel(f"$z_{dims[0] + 1}$")
     ax.set_ylabel(f"$z_{dims[1] + 1}$")
     ax.set_title(title)
@@ -631,3 +635,47 @@ def _labelled(fig: Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str) -
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def alt_text(fig: Figure) -> str:
+    """What a figure shows, in words, for a reader who cannot see it (the website's alt text): its
+    title, then each panel's title and axes. Built from the labels the helpers above always set."""
+    parts = [fig._suptitle.get_text()] if fig._suptitle is not None and fig._suptitle.get_text() else []
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    titled = [ax for ax in panels if ax.get_title() or ax.get_xlabel() or ax.get_ylabel()]
+    for ax in titled[:6]:
+        words = ax.get_title() or "a panel"
+        axes = [f"{name}: {label}" for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label]
+        legend = ax.get_legend()
+        if legend is not None:
+            axes.append("legend: " + ", ".join(t.get_text() for t in legend.get_texts()[:10]))
+        parts.append(words + (f" ({'; '.join(axes)})" if axes else ""))
+    if len(titled) > 6:
+        parts.append(f"and {len(titled) - 6} more panels")
+    untitled = len(panels) - len(titled)
+    if untitled:
+        parts.append(f"{untitled} image{'s' if untitled > 1 else ''}" if titled else f"A grid of {untitled} images")
+    text = "Figure: " + ". ".join(p.replace("$", "") for p in parts if p)
+    return text if len(text) > len("Figure: ") else "Figure"
+
+
+def _png_with_alt_text(fig: Figure):
+    """IPython's PNG formatter for figures, with the alt text as the output's metadata."""
+    from IPython.core.pylabtools import print_figure
+
+    # As the inline backend prints a figure (a tight box, base64 text), plus the metadata.
+    return print_figure(fig, "png", bbox_inches="tight", base64=True), {"alt": alt_text(fig)}
+
+
+def _record_alt_text() -> None:
+    """In a notebook, every figure's PNG output carries its alt text (read by the website build)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png_with_alt_text)
+
+
+_record_alt_text()

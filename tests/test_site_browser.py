@@ -1,0 +1,268 @@
+"""The course's website (build/site/, scripts/build_site.py) in a real browser, with the network off.
+
+Built from the fast-mode course build (tests/conftest.py: course_build) and opened from file://
+in headless Chromium with every request that is not a local file aborted and recorded:
+
+* every page loads with no external and no failed request, no raw TeX, and alt text on every <img>;
+* search for "reparameterization" finds notebook 04; previous/next walk the course in order;
+* the live widgets: moving each slider of 03, 04 and 05 changes the picture, and the browser's
+  pixels equal the PyTorch decode of the same z (and label) within 1/255; the KL explorer's
+  readout equals the package's closed-form KL;
+* the site also works from `python -m http.server`.
+Screenshots go to build/screenshots/site_*.png for review.
+"""
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from helpers import launch_chromium
+from vae_course import browser as course_browser
+from vae_course import gaussian
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SCREENSHOTS = ROOT / "build" / "screenshots"
+LOCAL = ("file:", "data:", "blob:", "about:")
+# TeX left untypeset: \( \[ $$, \begin{...}, or a TeX command.
+RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{|\\(?:frac|mathbb|mathcal|mathrm|sum|log|mu|sigma)\b")
+MATH_DONE = """() => !document.querySelector('script[src*="MathJax.js"]') ||
+    (window.MathJax && MathJax.isReady === true && MathJax.Hub.queue.pending === 0 && !MathJax.Hub.queue.running)"""
+
+
+@pytest.fixture(scope="module")
+def site(course_build) -> Path:
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_site.py"), "--build", str(course_build)],
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert (course_build / "site" / "index.html").is_file()
+    return course_build / "site"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
+class Opened:
+    """A page open in the browser, with what it asked the network for and which local files failed."""
+
+    def __init__(self, chromium, url: str, allowed: tuple[str, ...] = LOCAL):
+        self.context = chromium.new_context(viewport={"width": 1200, "height": 900})
+        self.remote, self.failed, self.errors = [], [], []
+
+        def route(r):
+            if r.request.url.startswith(allowed):
+                r.continue_()
+            else:  # the network is off for the page: record and abort
+                self.remote.append(r.request.url)
+                r.abort()
+
+        self.context.route("**/*", route)
+        self.page = self.context.new_page()
+        # (MathJax probes a font at about:blank, which fails harmlessly)
+        self.page.on("requestfailed", lambda r: None if r.url.startswith("about:") or r.url in self.remote
+                     else self.failed.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        self.page.wait_for_function(MATH_DONE, timeout=180_000)
+
+    def close(self):
+        self.context.close()
+
+
+def _visible_text(page) -> str:
+    """The article's text a reader sees: typeset math, code, and MathJax's sources removed."""
+    return page.evaluate("""() => { const a = document.querySelector('article') || document.body;
+        const copy = a.cloneNode(true);
+        copy.querySelectorAll('script, code, pre, .MathJax, .MathJax_Display, .MathJax_Preview, .MJX_Assistive_MathML, .highlight')
+            .forEach(m => m.remove());
+        return copy.textContent; }""")
+
+
+PAGES = ["index.html"] + [f"{p.stem}.html" for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("name", PAGES, ids=lambda n: n[:2] if n[0].isdigit() else "home")
+def test_page_loads_offline_with_math_and_alt_text(site, chromium, name):
+    opened = Opened(chromium, (site / name).as_uri())
+    try:
+        page = opened.page
+        assert opened.remote == [], f"{name}: the page asked the network for {opened.remote[:5]}"
+        assert not opened.failed, f"{name}: local files the page needs are missing: {opened.failed[:5]}"
+        assert not opened.errors, f"{name}: JavaScript errors: {opened.errors[:3]}"
+        raw = RAW_TEX.findall(_visible_text(page))
+        assert not raw, f"{name}: raw TeX left in the page: {raw[:5]}"
+        images = page.evaluate("() => Array.from(document.images).map(i => [i.getAttribute('src'), i.getAttribute('alt')])")
+        missing = [src for src, alt in images if not (alt or "").strip()]
+        assert not missing, f"{name}: images without alt text: {missing[:5]}"
+        if name != "index.html":
+            assert len(images) >= 3, f"{name}: only {len(images)} figures"
+            assert page.locator("span.math, div.math").count() >= 5
+            assert page.evaluate("() => MathJax.Hub.getAllJax().length") >= 5
+            assert page.locator(".MathJax .merror, .MathJax_Display .merror").count() == 0
+        else:
+            links = page.evaluate("() => Array.from(document.querySelectorAll('article a')).map(a => a.getAttribute('href'))")
+            for p in NOTEBOOKS:
+                assert f"{p.stem}.html" in links, f"the home page does not link {p.stem}"
+            assert any(href and href.endswith(".ipynb") for href in links), "no student notebook to download"
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "site_home.png"))
+    finally:
+        opened.close()
+
+
+def test_search_finds_the_reparameterization_notebook(site, chromium):
+    opened = Opened(chromium, (site / "search.html").as_uri() + "?q=reparameterization")
+    try:
+        page = opened.page
+        page.wait_for_function("() => document.querySelectorAll('#search-results li, ul.search li').length > 0",
+                               timeout=60_000)
+        hrefs = page.evaluate("() => Array.from(document.querySelectorAll('#search-results li a, ul.search li a'))"
+                              ".map(a => a.getAttribute('href'))")
+        assert any(h.startswith("04_reparameterization") for h in hrefs), hrefs
+        assert opened.remote == [] and not opened.failed and not opened.errors, (opened.remote, opened.failed, opened.errors)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "site_search.png"))
+    finally:
+        opened.close()
+
+
+def _walk(chromium, start: Path, selector: str) -> list[str]:
+    seen, url = [], start.as_uri()
+    for _ in range(len(NOTEBOOKS) + 2):
+        opened = Opened(chromium, url)
+        try:
+            link = opened.page.locator(selector)
+            if link.count() == 0:
+                break
+            href = link.first.get_attribute("href")
+        finally:
+            opened.close()
+        url = (Path(url[len("file://"):]).parent / href).as_uri()
+        seen.append(Path(href).name)
+    return seen
+
+
+def test_previous_and_next_walk_the_course_in_order(site, chromium):
+    order = [f"{p.stem}.html" for p in NOTEBOOKS]
+    assert _walk(chromium, site / "index.html", "a.next-page") == order
+    assert _walk(chromium, site / order[-1], "a.prev-page") == order[-2::-1] + ["index.html"]
+
+
+def _spec(page, root) -> dict:
+    return page.evaluate("(el) => window.VAE_WIDGETS[el.dataset.widget]", root.element_handle())
+
+
+def _set(page, root, name: str, value) -> None:
+    """Move a slider (or choose a digit) as a user does: the value, then the input/change event."""
+    page.evaluate("""([el, name, value]) => { const c = el.querySelector(`[name="${name}"]`); c.value = String(value);
+        c.dispatchEvent(new Event(c.tagName === 'SELECT' ? 'change' : 'input')); }""", [root.element_handle(), name, value])
+
+
+def _browser_pixels(page, root, shape) -> torch.Tensor:
+    """The canvas's pixels as the decoder's values in [0, 1] (the page draws ink = 1 - grey/255)."""
+    rgba = page.evaluate("""(el) => { const c = el.querySelector('canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""", root.element_handle())
+    grey = torch.tensor(rgba, dtype=torch.float64).view(-1, 4)[:, 0]
+    return (1.0 - grey / 255.0).view(shape)
+
+
+@pytest.mark.parametrize("stem", ["04_reparameterization_and_training", "05_conditional_vae"])
+def test_latent_sliders_decode_in_the_browser_as_pytorch(site, chromium, stem):
+    opened = Opened(chromium, (site / f"{stem}.html").as_uri())
+    try:
+        page = opened.page
+        roots = page.locator(".vae-widget[data-ready=true]")
+        assert roots.count() >= 1, f"{stem}: no live widget"
+        root = roots.first
+        spec = _spec(page, root)
+        assert spec["kind"] == "latent"
+        shape = spec["image_shape"][-2:]
+        labels = [spec["label"]] if not spec["num_classes"] else [0, 3, 7]
+        positions = [[0.0] * len(spec["dims"]), [1.5, -0.5], [-2.0, 2.5], [spec["limit"], -spec["limit"]]]
+        pictures = []
+        for label in labels:
+            if spec["num_classes"]:
+                _set(page, root, "digit", label)
+            for position in positions:
+                z = list(spec["z"])
+                for d, value in zip(spec["dims"], position):
+                    _set(page, root, f"z{d + 1}", value)
+                    z[d] = value
+                got = _browser_pixels(page, root, shape)
+                expected = course_browser.decode(spec, z, label).double().view(shape)
+                worst = float((got - expected).abs().max())
+                assert worst <= 1 / 255 + 1e-9, f"{stem}: z={z}, label={label}: the browser's pixels differ by {worst * 255:.2f}/255"
+                pictures.append(got)
+        changes = [float((a - b).abs().sum()) for a, b in zip(pictures, pictures[1:])]
+        assert min(changes) > 1.0, f"{stem}: moving a slider (or the digit) left the picture unchanged: {changes}"
+        root.scroll_into_view_if_needed()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"site_{stem[:2]}_sliders.png"))
+        assert not opened.errors and opened.remote == [], (opened.errors, opened.remote)
+    finally:
+        opened.close()
+
+
+def test_kl_explorer_readout_is_the_closed_form_kl(site, chromium):
+    opened = Opened(chromium, (site / "03_kl_divergence.html").as_uri())
+    try:
+        page = opened.page
+        root = page.locator(".vae-widget[data-ready=true]").first
+        assert _spec(page, root)["kind"] == "kl"
+        readouts = []
+        for mu, sigma in [(0.0, 1.0), (1.5, 0.5), (-2.0, 2.0), (0.75, 0.25), (3.0, 3.0)]:
+            _set(page, root, "mu", mu)
+            _set(page, root, "sigma", sigma)
+            shown = float(root.get_attribute("data-kl"))
+            expected = float(gaussian.kl(torch.tensor([[mu]], dtype=torch.float64),
+                                         torch.tensor([[2 * torch.log(torch.tensor(sigma, dtype=torch.float64))]])))
+            assert abs(shown - expected) < 1e-9, (mu, sigma, shown, expected)
+            assert f"{expected:.4f} nats" in root.inner_text()
+            readouts.append(shown)
+        assert readouts[0] == 0.0 and len(set(readouts)) == len(readouts)
+        root.scroll_into_view_if_needed()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "site_03_kl_explorer.png"))
+    finally:
+        opened.close()
+
+
+def test_site_works_from_a_static_server(site, chromium):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    origin = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):  # wait for the server to listen (a hang guard, not a timing)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        opened = Opened(chromium, origin + "04_reparameterization_and_training.html", allowed=LOCAL + (origin,))
+        try:
+            assert opened.remote == [] and not opened.failed and not opened.errors
+            assert opened.page.locator(".vae-widget[data-ready=true]").count() >= 1
+        finally:
+            opened.close()
+    finally:
+        server.terminate()
+        server.wait(30)
