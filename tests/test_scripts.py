@@ -47,7 +47,7 @@ def _macos_bin(folder: Path) -> Path:
 def _copy_repo(dest: Path) -> Path:
     """The scripts and a few tests in ``dest``, with ``.venv`` a link to this checkout's."""
     for rel in ["scripts", "pyproject.toml", "conftest.py", "tests/conftest.py", "tests/test_config.py",
-                "slides/package.json", "slides/package-lock.json", "vae_course", "README.md", "LICENSE"]:
+                "slides/package.json", "slides/package-lock.json", "vae_course", "benchmarks", "README.md", "LICENSE"]:
         src, out = ROOT / rel, dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
