@@ -47,7 +47,7 @@ extensions = ["myst_nb"]
 html_theme = "furo"
 html_title = {title!r}
 html_static_path = ["_static"]
-html_css_files = ["course.css"]
+html_css_files = ["course.css", "vae_widgets.css"]
 html_js_files = ["vae_widgets.js"]
 html_show_sourcelink = False
 html_copy_source = False
@@ -72,14 +72,6 @@ html_show_search_summary = False     # the summaries are fetched page by page, w
 '''
 
 CSS = """\
-.vae-widget { border: 1px solid var(--color-background-border); border-radius: 6px; padding: 0.8em; margin: 0.5em 0 1em; }
-.vae-controls { display: flex; flex-wrap: wrap; gap: 0.3em 1.2em; align-items: center; margin-bottom: 0.6em; }
-.vae-slider { display: inline-flex; gap: 0.4em; align-items: center; font-family: var(--font-stack--monospace); }
-.vae-slider input { width: 9em; }
-.vae-digit { image-rendering: pixelated; border: 1px solid #999; background: white; }
-.vae-densities { max-width: 100%; background: white; }
-.vae-caption, .vae-readout { font-family: var(--font-stack--monospace); font-size: 0.9em; margin-top: 0.3em; }
-.course-widget-note { font-size: 0.9em; color: var(--color-foreground-secondary); }
 /* The hidden MathML MathJax adds for screen readers: no TeX web fonts (the PyPI package has none) */
 .MJX_Assistive_MathML, .MJX_Assistive_MathML * { font-family: serif !important; }
 """
@@ -180,7 +172,8 @@ def stage(build: Path, src: Path) -> dict:
     if not (mathjax / "MathJax.js").is_file():
         raise SystemExit(f"MathJax: expected the main job's copy in {mathjax}: run `bash scripts/course.sh` first")
     shutil.copytree(mathjax, static / "mathjax")
-    shutil.copy2(HERE / "site" / "vae_widgets.js", static / "vae_widgets.js")
+    for name in ("vae_widgets.js", "vae_widgets.css"):  # the live widgets (shared with the slides)
+        shutil.copy2(HERE / "site" / name, static / name)
     (static / "course.css").write_text(CSS, encoding="utf-8")
     titles, counts = {}, {"figures": 0, "live_widgets": 0}
     for path in notebooks(build):

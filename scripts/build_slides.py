@@ -40,22 +40,45 @@ HIDE_INPUT = "slides-hide-input"
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
-def for_the_deck(cell) -> None:
+WIDGET_NOTE = '<p class="course-widget-note">Live widget: run this cell in JupyterLab to use it.</p>'
+SITE = Path(__file__).resolve().parent / "site"  # the widgets' script and style, shared with the website
+
+
+def live_widget(model_id: str, widgets_dir: Path | None, out_dir: Path) -> str:
+    """The HTML for a widget on a slide: live when the main job exported its spec
+    (build/widgets/<id>.js, vae_course.browser) - the slide's own script decodes each slider
+    position, no kernel running - else a line saying where to use it."""
+    spec = widgets_dir / f"{model_id}.js" if widgets_dir and model_id else None
+    if spec is None or not spec.is_file():
+        return WIDGET_NOTE
+    lib = out_dir / "lib"
+    (lib / "widgets").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(spec, lib / "widgets" / spec.name)
+    for name in ("vae_widgets.js", "vae_widgets.css"):
+        shutil.copy2(SITE / name, lib / name)
+    # (vae_widgets.js starts every widget not yet started: loading it once per widget is harmless)
+    return (f'<link rel="stylesheet" href="lib/vae_widgets.css"><script src="lib/widgets/{spec.name}"></script>'
+            f'<div class="vae-widget" data-widget="{model_id}"></div><script src="lib/vae_widgets.js"></script>')
+
+
+def for_the_deck(cell, widgets_dir: Path | None = None, out_dir: Path = BUILD / "slides") -> int:
     """Adapt a code cell's display to a static deck: a figure is shown without the code that drew
-    it (the code is in the notebook), and a live widget, which needs a kernel, is replaced by a
-    line saying where to use it."""
-    outputs = []
+    it (the code is in the notebook), and a widget is live when its spec is in ``widgets_dir``
+    (see live_widget), else replaced by a line saying where to use it. Returns the live widgets."""
+    outputs, live = [], 0
     for output in cell.get("outputs", []):
         data = output.get("data", {})
         if output.get("output_type") == "display_data" and not data:
             continue  # a progress line that fit() emptied when training ended
         if WIDGET in data:
-            output = nbformat.v4.new_output("display_data", data={
-                "text/html": '<p class="course-widget-note">Live widget: run this cell in JupyterLab to use it.</p>'})
+            block = live_widget(data[WIDGET].get("model_id", ""), widgets_dir, out_dir)
+            live += block != WIDGET_NOTE
+            output = nbformat.v4.new_output("display_data", data={"text/html": block})
         outputs.append(output)
     cell.outputs = outputs
     if any("image/png" in o.get("data", {}) for o in outputs):
         cell.metadata.setdefault("tags", []).append(HIDE_INPUT)
+    return live
 
 
 class SlideMetadataWarning(UserWarning):
@@ -123,7 +146,8 @@ def build_deck(notebook: Path, out_dir: Path, executed: Path | None = None) -> P
 
     notebook: the notebook with the slide metadata; executed: a run of it (by default
     build/<name>.ipynb) whose outputs go on the slides. Warns (SlideMetadataWarning) and still
-    builds a deck, one slide per heading, when the notebook has no slide metadata.
+    builds a deck, one slide per heading, when the notebook has no slide metadata. The widgets
+    are live when the run's folder has their exported specs (``widgets/`` beside ``executed``).
     """
     nb = nbformat.read(notebook, as_version=4)
     if not has_slide_metadata(nb):
@@ -144,7 +168,7 @@ def build_deck(notebook: Path, out_dir: Path, executed: Path | None = None) -> P
     nb.metadata.pop("widgets", None)  # widget state needs a widget manager from a CDN
     for cell in nb.cells:
         if cell.cell_type == "code":
-            for_the_deck(cell)
+            for_the_deck(cell, executed.parent / "widgets", out_dir)
     exporter = SlidesExporter(
         preprocessors=[TagRemovePreprocessor(remove_input_tags={HIDE_INPUT}, enabled=True)],
         template_name="vae_reveal",

@@ -97,3 +97,68 @@ def launch_chromium(playwright):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup_browser.sh (apt-get install chromium)")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+# The live widgets of scripts/site/vae_widgets.js, checked in a page (the website or a slide deck).
+def widget_spec(page, root) -> dict:
+    return page.evaluate("(el) => window.VAE_WIDGETS[el.dataset.widget]", root.element_handle())
+
+
+def set_control(page, root, name: str, value) -> None:
+    """Move a slider (or choose a digit) as a user does: the value, then the input/change event."""
+    page.evaluate("""([el, name, value]) => { const c = el.querySelector(`[name="${name}"]`); c.value = String(value);
+        c.dispatchEvent(new Event(c.tagName === 'SELECT' ? 'change' : 'input')); }""", [root.element_handle(), name, value])
+
+
+def canvas_pixels(page, root, shape) -> torch.Tensor:
+    """The canvas's pixels as the decoder's values in [0, 1] (the page draws ink = 1 - grey/255)."""
+    rgba = page.evaluate("""(el) => { const c = el.querySelector('canvas');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""", root.element_handle())
+    grey = torch.tensor(rgba, dtype=torch.float64).view(-1, 4)[:, 0]
+    return (1.0 - grey / 255.0).view(shape)
+
+
+def check_latent_sliders(page, root, where: str) -> None:
+    """Move every slider (and the digit, for a CVAE) through several positions: each picture
+    changes, and the browser's pixels equal vae_course.browser.decode (PyTorch) within 1/255."""
+    from vae_course import browser
+
+    spec = widget_spec(page, root)
+    assert spec["kind"] == "latent", f"{where}: expected latent sliders, got {spec['kind']}"
+    shape = spec["image_shape"][-2:]
+    labels = [spec["label"]] if not spec["num_classes"] else [0, 3, 7]
+    positions = [[0.0] * len(spec["dims"]), [1.5, -0.5], [-2.0, 2.5], [spec["limit"], -spec["limit"]]]
+    pictures = []
+    for label in labels:
+        if spec["num_classes"]:
+            set_control(page, root, "digit", label)
+        for position in positions:
+            z = list(spec["z"])
+            for d, value in zip(spec["dims"], position):
+                set_control(page, root, f"z{d + 1}", value)
+                z[d] = value
+            got = canvas_pixels(page, root, shape)
+            expected = browser.decode(spec, z, label).double().view(shape)
+            worst = float((got - expected).abs().max())
+            assert worst <= 1 / 255 + 1e-9, f"{where}: z={z}, label={label}: the browser's pixels differ by {worst * 255:.2f}/255"
+            pictures.append(got)
+    changes = [float((a - b).abs().sum()) for a, b in zip(pictures, pictures[1:])]
+    assert min(changes) > 1.0, f"{where}: moving a slider (or the digit) left the picture unchanged: {changes}"
+
+
+def check_kl_readout(page, root, where: str) -> None:
+    """Set (mu, sigma) on the KL explorer: its readout equals vae_course.gaussian.kl, in nats."""
+    from vae_course import gaussian
+
+    assert widget_spec(page, root)["kind"] == "kl", f"{where}: expected the KL explorer"
+    readouts = []
+    for mu, sigma in [(0.0, 1.0), (1.5, 0.5), (-2.0, 2.0), (0.75, 0.25), (3.0, 3.0)]:
+        set_control(page, root, "mu", mu)
+        set_control(page, root, "sigma", sigma)
+        shown = float(root.get_attribute("data-kl"))
+        expected = float(gaussian.kl(torch.tensor([[mu]], dtype=torch.float64),
+                                     torch.tensor([[2 * torch.log(torch.tensor(sigma, dtype=torch.float64))]])))
+        assert abs(shown - expected) < 1e-9, (where, mu, sigma, shown, expected)
+        assert f"{expected:.4f} nats" in root.inner_text()
+        readouts.append(shown)
+    assert readouts[0] == 0.0 and len(set(readouts)) == len(readouts), f"{where}: the readout did not follow the sliders"

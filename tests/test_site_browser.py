@@ -22,11 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from helpers import launch_chromium
-from vae_course import browser as course_browser
-from vae_course import gaussian
+from helpers import check_kl_readout, check_latent_sliders, launch_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -164,24 +161,6 @@ def test_previous_and_next_walk_the_course_in_order(site, chromium):
     assert _walk(chromium, site / order[-1], "a.prev-page") == order[-2::-1] + ["index.html"]
 
 
-def _spec(page, root) -> dict:
-    return page.evaluate("(el) => window.VAE_WIDGETS[el.dataset.widget]", root.element_handle())
-
-
-def _set(page, root, name: str, value) -> None:
-    """Move a slider (or choose a digit) as a user does: the value, then the input/change event."""
-    page.evaluate("""([el, name, value]) => { const c = el.querySelector(`[name="${name}"]`); c.value = String(value);
-        c.dispatchEvent(new Event(c.tagName === 'SELECT' ? 'change' : 'input')); }""", [root.element_handle(), name, value])
-
-
-def _browser_pixels(page, root, shape) -> torch.Tensor:
-    """The canvas's pixels as the decoder's values in [0, 1] (the page draws ink = 1 - grey/255)."""
-    rgba = page.evaluate("""(el) => { const c = el.querySelector('canvas');
-        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }""", root.element_handle())
-    grey = torch.tensor(rgba, dtype=torch.float64).view(-1, 4)[:, 0]
-    return (1.0 - grey / 255.0).view(shape)
-
-
 @pytest.mark.parametrize("stem", ["04_reparameterization_and_training", "05_conditional_vae"])
 def test_latent_sliders_decode_in_the_browser_as_pytorch(site, chromium, stem):
     opened = Opened(chromium, (site / f"{stem}.html").as_uri())
@@ -190,27 +169,7 @@ def test_latent_sliders_decode_in_the_browser_as_pytorch(site, chromium, stem):
         roots = page.locator(".vae-widget[data-ready=true]")
         assert roots.count() >= 1, f"{stem}: no live widget"
         root = roots.first
-        spec = _spec(page, root)
-        assert spec["kind"] == "latent"
-        shape = spec["image_shape"][-2:]
-        labels = [spec["label"]] if not spec["num_classes"] else [0, 3, 7]
-        positions = [[0.0] * len(spec["dims"]), [1.5, -0.5], [-2.0, 2.5], [spec["limit"], -spec["limit"]]]
-        pictures = []
-        for label in labels:
-            if spec["num_classes"]:
-                _set(page, root, "digit", label)
-            for position in positions:
-                z = list(spec["z"])
-                for d, value in zip(spec["dims"], position):
-                    _set(page, root, f"z{d + 1}", value)
-                    z[d] = value
-                got = _browser_pixels(page, root, shape)
-                expected = course_browser.decode(spec, z, label).double().view(shape)
-                worst = float((got - expected).abs().max())
-                assert worst <= 1 / 255 + 1e-9, f"{stem}: z={z}, label={label}: the browser's pixels differ by {worst * 255:.2f}/255"
-                pictures.append(got)
-        changes = [float((a - b).abs().sum()) for a, b in zip(pictures, pictures[1:])]
-        assert min(changes) > 1.0, f"{stem}: moving a slider (or the digit) left the picture unchanged: {changes}"
+        check_latent_sliders(page, root, stem)
         root.scroll_into_view_if_needed()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"site_{stem[:2]}_sliders.png"))
@@ -224,18 +183,7 @@ def test_kl_explorer_readout_is_the_closed_form_kl(site, chromium):
     try:
         page = opened.page
         root = page.locator(".vae-widget[data-ready=true]").first
-        assert _spec(page, root)["kind"] == "kl"
-        readouts = []
-        for mu, sigma in [(0.0, 1.0), (1.5, 0.5), (-2.0, 2.0), (0.75, 0.25), (3.0, 3.0)]:
-            _set(page, root, "mu", mu)
-            _set(page, root, "sigma", sigma)
-            shown = float(root.get_attribute("data-kl"))
-            expected = float(gaussian.kl(torch.tensor([[mu]], dtype=torch.float64),
-                                         torch.tensor([[2 * torch.log(torch.tensor(sigma, dtype=torch.float64))]])))
-            assert abs(shown - expected) < 1e-9, (mu, sigma, shown, expected)
-            assert f"{expected:.4f} nats" in root.inner_text()
-            readouts.append(shown)
-        assert readouts[0] == 0.0 and len(set(readouts)) == len(readouts)
+        check_kl_readout(page, root, "03")
         root.scroll_into_view_if_needed()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "site_03_kl_explorer.png"))

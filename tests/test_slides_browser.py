@@ -1,21 +1,19 @@
-"""A lecture deck in a real browser: notebook 03 executed in fast mode, built into a deck, opened
-from file:// in headless Chromium (Debian's, driven by Playwright; scripts/setup_browser.sh
-installs both). Checks slides, rendered equations, zero requests off the file system, and saves
-screenshots of an equation slide and a figure slide to build/screenshots/ for review."""
+"""A lecture deck in a real browser: notebook 03 from the fast-mode course build, built into a deck,
+opened from file:// in headless Chromium (Debian's, driven by Playwright; scripts/setup_browser.sh
+installs both). Checks slides, rendered equations, zero requests off the file system, the live
+widgets (the KL explorer of 03, the sliders of 04 and 05 decode as PyTorch does, no kernel), and
+saves screenshots of an equation slide, a figure slide and each widget slide to build/screenshots/."""
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from test_slides import ROOT, build_slides
 
-from helpers import launch_chromium
+from helpers import check_kl_readout, check_latent_sliders, launch_chromium
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -23,17 +21,16 @@ NOTEBOOK = ROOT / "notebooks" / "03_kl_divergence.ipynb"
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|\$\\[a-zA-Z]")
 
 
-@pytest.fixture(scope="module")
-def deck(tmp_path_factory):
-    """Notebook 03 run in fast mode (about 10 s on 2 cores) and built into a deck in a temp folder."""
-    folder = tmp_path_factory.mktemp("deck")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
-    executed = folder / NOTEBOOK.name
-    nbformat.write(nb, executed)
+def _deck(course_build: Path, notebook: Path, folder: Path) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a stale or metadata-less notebook would be a failure here
-        return build_slides.build_deck(NOTEBOOK, folder / "slides", executed=executed)
+        return build_slides.build_deck(notebook, folder, executed=course_build / notebook.name)
+
+
+@pytest.fixture(scope="module")
+def deck(course_build, tmp_path_factory):
+    """Notebook 03 from the fast-mode course build (tests/conftest.py), built into a deck in a temp folder."""
+    return _deck(course_build, NOTEBOOK, tmp_path_factory.mktemp("deck") / "slides")
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +111,35 @@ def test_display_equations_are_large_enough_to_read(page):
     assert sizes, "no display equations in the deck"
     assert min(sizes) >= 18, f"smallest display equation {min(sizes):.0f} px on a 1280x800 screen; too small to read"
     assert sorted(sizes)[len(sizes) // 2] >= 24, f"median display equation {sorted(sizes)[len(sizes) // 2]:.0f} px; too small"
+
+
+def test_kl_explorer_is_live_on_its_slide(page):
+    show(page, *first_slide_with(page, ".vae-widget[data-ready=true]"))
+    root = page.locator(".reveal section.present .vae-widget[data-ready=true]").first
+    check_kl_readout(page, root, "deck 03")
+    page.screenshot(path=str(SCREENSHOTS / "slides_03_kl_explorer.png"))
+    assert page.remote_requests == [], f"the deck asked the network for {page.remote_requests}"
+
+
+@pytest.mark.parametrize("stem", ["04_reparameterization_and_training", "05_conditional_vae"])
+def test_latent_sliders_are_live_on_their_slide(course_build, tmp_path, stem):
+    deck = _deck(course_build, ROOT / "notebooks" / f"{stem}.ipynb", tmp_path / "slides")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    remote: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(deck.as_uri())
+            page.wait_for_function("window.courseMathDone === true", timeout=60_000)
+            show(page, *first_slide_with(page, ".vae-widget[data-ready=true]"))
+            root = page.locator(".reveal section.present .vae-widget[data-ready=true]").first
+            check_latent_sliders(page, root, f"deck {stem[:2]}")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / f"slides_{stem[:2]}_sliders.png"))
+            assert remote == [] and errors == [], (remote, errors)
+        finally:
+            browser.close()
