@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vae_course import data, evaluate, gaussian, losses, models, plots, train, widgets  # noqa: E402
+from vae_course import data, evaluate, gaussian, linear_gaussian, losses, models, numpy_vae, plots, train, widgets  # noqa: E402
 
 SHAPE = (1, 4, 4)
 
@@ -238,6 +238,14 @@ ACCEPTED = {
     "tile ncols np.int64": (lambda: plots.tile(X, ncols=np.int64(4)), lambda: plots.tile(X, ncols=4)),
     "latent_sliders dims array, limit np.float32": (lambda: _sliders(dims=np.array([2, 0]), limit=np.float32(2.5)),
                                                     lambda: _sliders(dims=[2, 0], limit=2.5)),
+    "linear_gaussian noise_var np.float32, seed np.int64": (
+        lambda: linear_gaussian.random_model(noise_var=np.float32(0.5), seed=np.int64(3)).W,
+        lambda: linear_gaussian.random_model(noise_var=0.5, seed=3).W),
+    "numpy_vae.make_vae hidden np.int64, decoder_std np.float32, seed 0-d tensor": (
+        lambda: numpy_vae.make_vae(hidden=np.int64(5), decoder_std=np.float32(0.25), seed=torch.tensor(2)).encoder.layers[1].params["W"],
+        lambda: numpy_vae.make_vae(hidden=5, decoder_std=0.25, seed=2).encoder.layers[1].params["W"]),
+    "ConvVAE channels np.int64": (lambda: repr(models.ConvVAE(image_shape=(1, 12, 12), channels=(np.int64(4), 8), latent_dim=2).config),
+                                  lambda: repr(models.ConvVAE(image_shape=(1, 12, 12), channels=(4, 8), latent_dim=2).config)),
     "kl_explorer mu np.float64, sigma 0-d tensor": (lambda: _kl_explorer(mu=np.float64(1.5), sigma=torch.tensor(0.5)),
                                                     lambda: _kl_explorer(mu=1.5, sigma=0.5)),
 }
@@ -292,6 +300,22 @@ NUMERIC_ARGUMENTS = {
     "limit": (lambda v: widgets.latent_sliders(_vae(), limit=v), POSITIVE),
     "sigma": (lambda v: widgets.kl_explorer(sigma=v), POSITIVE),
     "mu": (lambda v: widgets.kl_explorer(mu=v), FINITE),
+    # the teaching models of notebooks 02, 06 and 08
+    "noise_var": (lambda v: linear_gaussian.random_model(noise_var=v), POSITIVE),
+    "seed  ": (lambda v: linear_gaussian.random_model(seed=v), SEED),  # linear_gaussian's seed
+    "seed   ": (lambda v: linear_gaussian.sample(3, torch.eye(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64),
+                                                0.5, seed=v), SEED),
+    "n_samples": (lambda v: linear_gaussian.elbo_monte_carlo(torch.zeros(1, 2, dtype=torch.float64), torch.eye(2, dtype=torch.float64),
+                                                             torch.zeros(2, dtype=torch.float64), 0.5,
+                                                             torch.zeros(1, 2, dtype=torch.float64),
+                                                             q_logvar=torch.zeros(1, 2, dtype=torch.float64), n_samples=v), COUNT),
+    "n_samples ": (lambda v: gaussian.monte_carlo_kl_estimate(torch.zeros(2, 3), torch.zeros(2, 3), n_samples=v),
+                   COUNT + [1]),  # the standard error needs two samples
+    "hidden": (lambda v: numpy_vae.make_vae(hidden=v), COUNT),
+    "latent_dim ": (lambda v: numpy_vae.make_vae(latent_dim=v), COUNT),
+    "decoder_std": (lambda v: numpy_vae.make_vae(decoder_std=v), POSITIVE),
+    "seed    ": (lambda v: numpy_vae.make_vae(seed=v), SEED),
+    "channels": (lambda v: models.ConvVAE(image_shape=(1, 12, 12), channels=(4, v), latent_dim=2), COUNT),
 }
 NUMERIC_CASES = [pytest.param(arg, value, id=f"{arg.strip()}={value!r}")
                  for arg, (_, values) in NUMERIC_ARGUMENTS.items() for value in values]

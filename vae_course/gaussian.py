@@ -451,8 +451,7 @@ def monte_carlo_kl_estimate(
     _check_q(mu, logvar)
     validate.finite(mu, "mu")
     validate.finite(logvar, "logvar")
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
-        raise ValueError(f"n_samples: expected an int >= 2 (the standard error needs two samples), got {n_samples!r}")
+    n_samples = validate.integer(n_samples, "n_samples", low=2)  # the standard error needs two samples
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator: expected a torch.Generator or None, got {type(generator).__name__}")
     mu, logvar = mu.detach().to(torch.float64), logvar.detach().to(torch.float64)

@@ -79,15 +79,16 @@ def _check_model(W, b, noise_var) -> tuple[Tensor, Tensor, Tensor]:
         raise ValueError(f"b: expected shape ({W.shape[0]},) (D = W.shape[0]), got {tuple(b.shape)}")
     if isinstance(noise_var, Tensor):
         validate.floating(noise_var, "noise_var")
-        if noise_var.numel() != 1:
-            raise ValueError(f"noise_var: expected a single number, got a tensor of shape {tuple(noise_var.shape)}")
+        if noise_var.dim() != 0:
+            raise ValueError(f"noise_var: expected a single number (a 0-d tensor), got a Tensor of shape {tuple(noise_var.shape)}")
         bad = not bool(torch.isfinite(noise_var).all()) or float(noise_var.detach()) <= 0
         s2 = noise_var.to(DTYPE).reshape(())
-    else:
-        bad = isinstance(noise_var, bool) or not isinstance(noise_var, (int, float)) or not (0 < noise_var < math.inf)
-        s2 = None if bad else torch.tensor(float(noise_var), dtype=DTYPE, device=W.device)
+    else:  # a number (NumPy scalars too): refused naming noise_var, the expected and the received value
+        s2 = torch.tensor(validate.positive_float(noise_var, "noise_var"), dtype=DTYPE, device=W.device)
+        bad = False
     if bad:
-        raise ValueError(f"noise_var: expected a finite number > 0 (the decoder's noise variance s^2), got {noise_var!r}")
+        raise ValueError(f"noise_var: expected a finite number > 0 (the decoder's noise variance s^2), "
+                         f"got {type(noise_var).__name__} {noise_var!r}")
     return W, b, s2
 
 
@@ -127,13 +128,11 @@ def random_model(data_dim: int = 5, latent_dim: int = 2, noise_var: float = 0.5,
     """
     _check_int(data_dim, "data_dim")
     _check_int(latent_dim, "latent_dim")
-    _check_model(torch.zeros(data_dim, latent_dim), torch.zeros(data_dim), noise_var)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed: expected an int, got {seed!r}")
-    g = torch.Generator().manual_seed(seed)
+    _, _, s2 = _check_model(torch.zeros(data_dim, latent_dim), torch.zeros(data_dim), noise_var)
+    g = torch.Generator().manual_seed(validate.seed(seed))
     W = torch.randn(data_dim, latent_dim, generator=g, dtype=DTYPE)
     b = 0.5 * torch.randn(data_dim, generator=g, dtype=DTYPE)
-    return LinearGaussian(W, b, float(noise_var))
+    return LinearGaussian(W, b, float(s2))
 
 
 def sample(n: int, W: Tensor, b: Tensor, noise_var, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -144,7 +143,7 @@ def sample(n: int, W: Tensor, b: Tensor, noise_var, seed: int = 0) -> tuple[Tens
     """
     _check_int(n, "n")
     W, b, s2 = _check_model(W, b, noise_var)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(validate.seed(seed))
     z = torch.randn(n, W.shape[1], generator=g, dtype=DTYPE).to(W.device)
     noise = torch.randn(n, W.shape[0], generator=g, dtype=DTYPE).to(W.device)
     return z @ W.T + b + s2.sqrt() * noise, z
@@ -322,7 +321,7 @@ def elbo_monte_carlo(x: Tensor, W: Tensor, b: Tensor, noise_var, q_mean: Tensor,
     x = _check_rows(x, "x", None, W.shape[0], "N data points of dimension D = W.shape[0]")
     m, S, logvar = _q_moments(x, W, q_mean, q_cov, q_logvar)
     n, J = m.shape
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(validate.seed(seed))
     eps = torch.randn(n_samples, n, J, generator=g, dtype=DTYPE).to(m.device)
     if S is None:
         S = torch.diag_embed(logvar.exp())

@@ -1,5 +1,6 @@
 """The course's five models: Autoencoder, VAE, CVAE and MixturePriorVAE with MLP encoders and
-decoders, and ConvVAE with convolutional ones. All answer the same interface (``_Base``).
+decoders, and ConvVAE with convolutional ones. All answer the same interface (``_Base``); so does
+the semi-supervised M2VAE (notebook 09), a CVAE with a classifier q(y|x).
 
 Names follow pytorch/examples' VAE: ``encode``, ``reparameterize``, ``decode``. Decoders return
 *logits* (Bernoulli likelihood) or *means* (Gaussian likelihood); the sigmoid is applied only
@@ -501,9 +502,9 @@ class ConvVAE(VAE):
     def __init__(self, image_shape=MNIST_SHAPE, channels=(16, 32), latent_dim=20,
                  likelihood="bernoulli", activation="relu"):
         _check_conv_image_shape(image_shape)
-        if not (isinstance(channels, (tuple, list)) and len(channels) == 2
-                and all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels)):
-            raise ValueError(f"channels: expected two positive ints such as (16, 32), got {channels!r}")
+        channels = validate.positive_ints(channels, "channels", example="(16, 32)", min_len=2)
+        if len(channels) != 2:
+            raise ValueError(f"channels: expected two integers >= 1 such as (16, 32), got {len(channels)}: {channels}")
         # Skip VAE.__init__ (it builds MLPs); _Base checks and stores the shared settings.
         _Base.__init__(self, image_shape, (), latent_dim, likelihood, activation)
         self.channels = tuple(channels)
@@ -530,6 +531,212 @@ class ConvVAE(VAE):
 
     def _encode(self, x: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor]:
         return self._heads(x)  # (N, C, H, W): the convolutions read the image itself
+
+
+UNLABELLED = -1  # the label of a digit whose label is hidden (M2VAE: summed over, not given)
+
+
+class M2VAE(CVAE):
+    """The semi-supervised VAE "M2" (Kingma, Rezende, Mohamed & Welling 2014, "Semi-Supervised
+    Learning with Deep Generative Models", Sec. 2.2 and 3.1.2): the label is a latent variable
+    when it is missing.
+
+    Generative model (eq. 2): ``p(y)`` uniform over ``num_classes``, ``p(z) = N(0, I)``,
+    ``p(x|y, z)`` the CVAE's decoder. Inference (eq. 4): the CVAE's encoder ``q(z|x, y)`` and a
+    **classifier** ``q(y|x)``, a separate MLP ``D -> hidden_dims -> num_classes`` (its logits).
+
+    Labels: ``(N,)`` int64 in ``[0, num_classes)`` for labelled digits and ``UNLABELLED`` (-1)
+    for unlabelled ones; ``None`` means every digit is unlabelled. ``loss``, ``train.fit`` and
+    ``evaluate`` take such labels; ``encode``, ``decode`` and ``forward`` need known labels
+    (q(z|x, y) and p(x|y, z) are conditioned on one), ``reconstruct`` and ``sample`` take None
+    (the classifier's guess, or y drawn from p(y)).
+
+    The loss per example ``(N,)`` in nats (``LossParts(total, reconstruction, kl)``):
+
+    * labelled: ``L(x, y) + alpha * (-log q(y|x))``, where ``-L(x, y) <= log p(x, y)`` is the
+      labelled bound (eq. 6, ``losses.labelled_negative_elbo``) and the second term the
+      classification loss of eq. 9;
+    * unlabelled: ``U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))``, ``-U(x) <= log p(x)`` (eq. 7,
+      ``losses.unlabelled_negative_elbo``), the sum over the ten labels done exactly: one z
+      sample for each label.
+
+    ``kl`` is the KL of the whole posterior ``q(y, z|x)`` from the prior ``p(y) p(z)`` (for a
+    labelled digit, q(y|x) is the known label: its KL from p(y) is ``ln num_classes``);
+    ``total = reconstruction + beta * kl + alpha * (-log q(y|x))`` (labelled digits). With
+    ``alpha = 0`` or no labelled digit, ``total`` is the negative ELBO (beta = 1). The mean over
+    a batch of labelled and unlabelled digits is eq. 9 divided by the number of digits.
+
+    Args: as ``CVAE`` (``num_classes`` >= 2; the classifier has the encoder's ``hidden_dims``),
+    plus ``alpha`` (>= 0): the weight of ``-log q(y|x)`` on each labelled digit. The paper's
+    objective sums the bounds over the data set and weighs the *mean* classification loss over
+    labelled digits by ``0.1 N`` (Sec. 4.2); per digit that is
+    ``alpha = 0.1 N / N_labelled`` (``paper_alpha``).
+    """
+
+    def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
+                 likelihood="bernoulli", activation="relu", num_classes=10, alpha=1.0):
+        num_classes = validate.integer(num_classes, "num_classes", low=2)
+        alpha = validate.positive_float(alpha, "alpha", allow_zero=True)
+        if not validate.positive_ints(hidden_dims, "hidden_dims", "(400,)", min_len=0):
+            raise ValueError("hidden_dims: an M2VAE's encoder and classifier need at least one hidden layer "
+                             f"(expected e.g. (400,)), got {hidden_dims!r}")
+        super().__init__(image_shape, hidden_dims, latent_dim, likelihood, activation, num_classes)
+        self.alpha = alpha
+        self.classifier = mlp([self.input_dim, *self.hidden_dims, num_classes], self.act)
+
+    @property
+    def config(self) -> dict:
+        return {**super().config, "alpha": self.alpha}
+
+    @staticmethod
+    def paper_alpha(n_examples: int, n_labelled: int) -> float:
+        """``alpha`` per labelled digit matching the paper's ``alpha = 0.1 N`` (Kingma et al. 2014,
+        Sec. 4.2), whose objective (eq. 9) sums the bounds over all N digits and adds ``0.1 N`` times
+        the *mean* of ``-log q(y|x)`` over the labelled ones: ``0.1 * n_examples / n_labelled``."""
+        n_examples = validate.positive_int(n_examples, "n_examples")
+        n_labelled = validate.integer(n_labelled, "n_labelled", low=1, high=n_examples)
+        return 0.1 * n_examples / n_labelled
+
+    # ------------------------------------------------------------ labels
+
+    def check_labels(self, y, n: int, name: str = "y") -> Tensor | None:
+        """Labels of a batch of ``n`` digits for ``loss``, ``train.fit`` and ``evaluate``: None (all
+        unlabelled) or an int64 tensor ``(n,)`` in ``[-1, num_classes)``, -1 (``UNLABELLED``) marking
+        an unlabelled digit. Raises TypeError/ValueError naming ``name``."""
+        if y is None:
+            return None
+        validate.tensor(y, name)
+        if y.dtype != torch.int64:
+            raise TypeError(f"{name}: expected class indices of dtype torch.int64 (-1: unlabelled), got {y.dtype}")
+        if tuple(y.shape) != (n,):
+            raise ValueError(f"{name}: expected shape ({n},) (one label per image), got {tuple(y.shape)}")
+        if n and (int(y.min()) < UNLABELLED or int(y.max()) >= self.num_classes):
+            raise ValueError(f"{name}: expected labels in [0, {self.num_classes - 1}] or {UNLABELLED} (unlabelled), "
+                             f"got values in [{int(y.min())}, {int(y.max())}]")
+        return y
+
+    def check_known_labels(self, y, n: int, name: str = "y") -> Tensor:
+        """Labels that q(z|x, y) and p(x|y, z) can be conditioned on: an int64 tensor ``(n,)`` in
+        ``[0, num_classes)`` (None and -1 refused, naming ``name``)."""
+        return CVAE.check_labels(self, y, n, name)
+
+    def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
+        """``free_bits`` would need the KL per latent dimension of every label's q(z|x, y): it must be 0."""
+        beta, free_bits = super().check_loss_options(beta, free_bits)
+        if free_bits != 0.0:
+            raise ValueError(f"free_bits: an M2VAE sums its KL over labels, not per latent dimension "
+                             f"(expected 0.0), got {free_bits!r}")
+        return beta, free_bits
+
+    # ------------------------------------------------------------ the classifier q(y|x)
+
+    def _class_logits(self, x: Tensor) -> Tensor:
+        return self.classifier(x.flatten(1))
+
+    def class_logits(self, x: Tensor) -> Tensor:
+        """``(N, *image_shape)`` images -> ``(N, num_classes)`` logits of q(y|x)
+        (``softmax`` gives the probabilities). Keeps the autograd graph."""
+        return self._class_logits(self.check_images(x))
+
+    @torch.no_grad()
+    def classify(self, x: Tensor) -> Tensor:
+        """``(N, *image_shape)`` images -> ``(N,)`` int64: the most probable label under q(y|x)."""
+        return self.class_logits(x).argmax(dim=1)
+
+    # ------------------------------------------------------------ the interface, with known labels
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Images ``(N, *image_shape)`` and known labels ``(N,)`` -> ``(mu, logvar)`` of q(z|x, y),
+        each ``(N, latent_dim)``. (For q(y|x): ``class_logits``.)"""
+        x = self.check_images(x)
+        return self._encode(x, self.check_known_labels(y, x.shape[0]))
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Codes ``(N, latent_dim)`` and known labels ``(N,)`` -> ``(N, *image_shape)`` logits of p(x|y, z)."""
+        z = self.check_latents(z)
+        return self._decode(z, self.check_known_labels(y, z.shape[0]))
+
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """x and known labels -> ``(logits, mu, logvar)`` using one sample z ~ q(z|x, y)."""
+        x = self.check_images(x)
+        y = self.check_known_labels(y, x.shape[0])
+        mu, logvar = self._encode(x, y)
+        return self._decode(self.reparameterize(mu, logvar), y), mu, logvar
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Images -> images in [0, 1] decoded from the posterior mean of q(z|x, y), with the given
+        labels, or (``y=None``) with the classifier's most probable label."""
+        x = self.check_images(x)
+        y = self._class_logits(x).argmax(dim=1) if y is None else self.check_known_labels(y, x.shape[0])
+        mu, _ = self._encode(x, y)
+        return self.to_pixels(self._decode(mu, y))
+
+    @torch.no_grad()
+    def sample(self, n: int, y: Tensor | int | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images in [0, 1]: y (an int, an ``(n,)`` int64 tensor, or None: drawn from the uniform
+        p(y)), then z ~ N(0, I), decoded. ``(n, *image_shape)``."""
+        n = validate.positive_int(n, "n")
+        if y is None:
+            y = torch.randint(0, self.num_classes, (n,), generator=generator)
+        elif isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.int64)
+        y = self.check_known_labels(y, n)
+        z = self.sample_prior(n, generator)
+        return self.to_pixels(self._decode(z, y.to(self.device)))
+
+    # ------------------------------------------------------------ every label at once
+
+    def _encode_all_labels(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, ...)`` images -> ``(mu, logvar)`` of q(z|x, y) for every label y, each
+        ``(N, num_classes, latent_dim)``. The encoder's first layer is linear in ``[x, onehot(y)]``:
+        ``W [x; e_y] + b = (W_x x + b) + W_y e_y``, so x's part is computed once for all labels."""
+        first = self.encoder[0]
+        d = self.input_dim
+        h_x = nn.functional.linear(x.flatten(1), first.weight[:, :d], first.bias)    # (N, H)
+        h = h_x.unsqueeze(1) + first.weight[:, d:].T.unsqueeze(0)                     # (N, C, H): + column y of W_y
+        h = self.encoder[1:](h)                                                      # the rest of the encoder
+        return self.mu_head(h), self.logvar_head(h)
+
+    def _labelled_parts(self, x: Tensor, x_enc: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction, kl_z)``, each ``(N,)`` nats, with one z ~ q(z|x, y)."""
+        mu, logvar = self._encode(x_enc, y)
+        decoded = self._decode(self.reparameterize(mu, logvar), y)
+        return self.reconstruction_nll(decoded, x, x_checked=True), gaussian.kl(mu, logvar)
+
+    def _all_label_parts(self, x: Tensor, x_enc: Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction, kl_z)`` for every label, each ``(N, num_classes)`` nats, with one z
+        ~ q(z|x, y) for each label y."""
+        n, c = x.shape[0], self.num_classes
+        mu, logvar = self._encode_all_labels(x_enc)                               # (N, C, J)
+        z = self.reparameterize(mu, logvar)
+        labels = torch.arange(c, device=x.device).repeat(n)                       # (N*C,): 0, 1, ..., C-1, 0, 1, ...
+        decoded = self._decode(z.reshape(n * c, -1), labels)                      # (N*C, *image_shape)
+        recon = self.reconstruction_nll(decoded, x.repeat_interleave(c, dim=0), x_checked=True).view(n, c)
+        kl_z = gaussian.kl(mu.reshape(n * c, -1), logvar.reshape(n * c, -1)).view(n, c)
+        return recon, kl_z
+
+    def _loss(self, x, y, beta, free_bits, x_in) -> losses.LossParts:
+        """Per example ``(N,)`` nats: ``L(x, y) + alpha * (-log q(y|x))`` for labelled digits, ``U(x)``
+        for unlabelled ones (see the class docstring), with their reconstruction and KL parts."""
+        x_enc = x if x_in is None else x_in
+        logits = self._class_logits(x_enc)                                        # (N, C) of q(y|x)
+        n = x.shape[0]
+        known = torch.zeros(n, dtype=torch.bool, device=x.device) if y is None else y >= 0
+        total, recon, kl = (torch.zeros(n, dtype=x.dtype, device=x.device) for _ in range(3))
+        if known.any():
+            y_known = y[known]
+            recon_l, kl_z = self._labelled_parts(x[known], x_enc[known], y_known)
+            parts = losses.labelled_negative_elbo(recon_l, kl_z, self.num_classes, beta=beta)
+            classification = losses.classification_nll(logits[known], y_known)
+            total[known] = parts.total + self.alpha * classification
+            recon[known], kl[known] = parts.reconstruction, parts.kl
+        if not known.all():
+            unknown = ~known
+            recon_u, kl_z = self._all_label_parts(x[unknown], x_enc[unknown])
+            parts = losses.unlabelled_negative_elbo(recon_u, kl_z, logits[unknown], beta=beta)
+            total[unknown], recon[unknown], kl[unknown] = parts
+        return losses.LossParts(total, recon, kl)
 
 
 MODELS = {cls.__name__: cls for cls in (Autoencoder, VAE, CVAE, MixturePriorVAE, ConvVAE)}

@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from vae_course import validate  # argument checks (names, expected, received), shared with the package
+
 __all__ = [
     "Adam",
     "ConvTranspose2d",
@@ -572,8 +574,15 @@ def make_vae(image_shape: Sequence[int] = (3, 3), hidden: int = 8, latent_dim: i
 
     ``decoder_std`` is the Gaussian decoder's fixed standard deviation: 0.1 makes a pixel off
     by 0.1 cost 0.5 nats, enough for the reconstruction to outweigh the KL on tiny images.
+
+    Raises:
+        ValueError: ``image_shape``, ``hidden`` or ``latent_dim`` not integers >= 1, ``decoder_std``
+            not a finite number > 0, or ``seed`` not an integer >= 0 (the message names the argument).
     """
-    rng = np.random.default_rng(seed)
+    image_shape = validate.positive_ints(image_shape, "image_shape", example="(3, 3)")
+    hidden, latent_dim = validate.positive_int(hidden, "hidden"), validate.positive_int(latent_dim, "latent_dim")
+    decoder_std = validate.positive_float(decoder_std, "decoder_std")
+    rng = np.random.default_rng(validate.seed(seed))
     pixels = math.prod(image_shape)
     encoder = Sequential([Reshape(image_shape, (pixels,), name="encoder.flatten"),
                           Dense(pixels, hidden, rng, name="encoder.dense"), Tanh(name="encoder.tanh")], name="encoder")
