@@ -76,6 +76,7 @@ __all__ = [
     "read_mnist_images",
     "read_mnist_labels",
     "add_gaussian_noise",
+    "keep_labels",
 ]
 
 SPLITS = ("train", "test")
@@ -1277,3 +1278,42 @@ def dequantize(images: torch.Tensor, generator: torch.Generator | None = None) -
     validate.images(images, "images", tuple(images.shape[1:]))
     noise = torch.rand(images.shape, generator=generator, dtype=images.dtype).to(images.device)
     return (images * 255 + noise) / 256
+
+
+def keep_labels(labels: torch.Tensor, per_class: int | None, seed: int = 0) -> torch.Tensor:
+    """Labels for semi-supervised learning (notebook 09): ``per_class`` labels of each class kept,
+    chosen at random (seeded), every other label replaced by -1 ("unlabelled",
+    ``models.UNLABELLED``). ``per_class=None`` keeps them all. Balanced, as in Kingma et al.
+    (2014), Sec. 4.2: 100 labels on MNIST are 10 per digit.
+
+    Args:
+        labels: ``(N,)`` int64 labels in ``[0, C)``.
+        per_class: labels to keep in each class (a positive int, at most the size of the smallest
+            class), or None.
+        seed: seeds the choice (a ``torch.Generator`` of its own: the global RNG is not used).
+
+    Returns:
+        ``(N,)`` int64: the kept labels, -1 elsewhere (a new tensor; ``labels`` is not changed).
+
+    Raises:
+        TypeError / ValueError: bad labels, or ``per_class`` not a positive int or larger than a class.
+    """
+    from vae_course import validate
+
+    validate.tensor(labels, "labels")
+    if labels.dtype != torch.int64 or labels.dim() != 1 or labels.numel() == 0 or int(labels.min()) < 0:
+        raise ValueError(f"labels: expected a non-empty (N,) int64 tensor of labels >= 0, "
+                         f"got {labels.dtype} of shape {tuple(labels.shape)}")
+    if per_class is None:
+        return labels.clone()
+    per_class = validate.positive_int(per_class, "per_class")
+    smallest = int(torch.bincount(labels).min())
+    if per_class > smallest:
+        raise ValueError(f"per_class: expected at most {smallest} (the smallest class), got {per_class}")
+    generator = torch.Generator().manual_seed(validate.seed(seed))
+    kept = torch.full_like(labels, -1)
+    for c in labels.unique():
+        members = (labels == c).nonzero().squeeze(1)
+        chosen = members[torch.randperm(len(members), generator=generator)[:per_class].to(members.device)]
+        kept[chosen] = labels[chosen]
+    return kept

@@ -24,12 +24,16 @@ __all__ = [
     "LIKELIHOODS",
     "LossParts",
     "bernoulli_nll",
+    "categorical_entropy",
+    "classification_nll",
     "continuous_bernoulli_log_norm",
     "continuous_bernoulli_nll",
     "free_bits_kl",
     "gaussian_nll",
+    "labelled_negative_elbo",
     "negative_elbo",
     "reconstruction_nll",
+    "unlabelled_negative_elbo",
 ]
 
 class LossParts(NamedTuple):
@@ -239,3 +243,101 @@ def reconstruction_nll(decoder_output: Tensor, x: Tensor, likelihood: str, decod
     if likelihood == "continuous_bernoulli":
         return continuous_bernoulli_nll(decoder_output, x, x_checked=x_checked)
     raise ValueError(f"likelihood: expected one of {LIKELIHOODS}, got {likelihood!r}")
+
+
+# ---------------------------------------------------------------- the semi-supervised VAE (M2)
+# Kingma, Rezende, Mohamed & Welling (2014), "Semi-Supervised Learning with Deep Generative Models",
+# Sec. 3.1.2: the labelled bound (eq. 6), the unlabelled bound (eq. 7), the classification term (eq. 9).
+# Uniform prior p(y) = 1/C over C classes, so -log p(y) = ln C.
+
+
+def _logits_arg(logits, name: str = "logits") -> Tensor:
+    validate.floating(logits, name)
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        raise ValueError(f"{name}: expected shape (N, C) with C >= 2 classes, got {tuple(logits.shape)}")
+    return logits
+
+
+def categorical_entropy(logits: Tensor) -> Tensor:
+    """H(q(y|x)) = -sum_y q(y|x) log q(y|x) per example, in nats, from the classifier's logits.
+
+    Args:
+        logits: ``(N, C)`` unnormalised log-probabilities (``q = softmax(logits)``).
+
+    Returns:
+        ``(N,)`` nats, in ``[0, ln C]`` (0: certain; ln C: uniform).
+    """
+    log_q = torch.log_softmax(_logits_arg(logits), dim=1)
+    return -(log_q.exp() * log_q).sum(dim=1)
+
+
+def classification_nll(logits: Tensor, y: Tensor) -> Tensor:
+    """-log q(y|x) per example, in nats (the cross-entropy): the term that M2's objective adds,
+    weighted by alpha, for labelled digits (Kingma et al. 2014, eq. 9).
+
+    Args:
+        logits: ``(N, C)`` logits of q(y|x). y: ``(N,)`` int64 labels in ``[0, C)``.
+
+    Returns:
+        ``(N,)`` nats (>= 0).
+    """
+    _logits_arg(logits)
+    validate.labels(y, "y", logits.shape[0], logits.shape[1])
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+def labelled_negative_elbo(reconstruction: Tensor, kl_z: Tensor, num_classes: int, beta: float = 1.0) -> LossParts:
+    """L(x, y), the negative of the labelled bound of M2 (Kingma et al. 2014, eq. 6), per example:
+
+    ``log p(x, y) >= E_q(z|x,y)[log p(x|y,z) + log p(y) + log p(z) - log q(z|x,y)] = -L(x, y)``,
+
+    so ``L(x, y) = -E_q[log p(x|y,z)] + KL(q(z|x,y) || p(z)) + ln C`` with the uniform p(y) = 1/C.
+
+    Args:
+        reconstruction: ``(N,)`` nats, -log p(x|y, z) at z ~ q(z|x, y) (a one-sample estimate).
+        kl_z: ``(N,)`` nats, KL(q(z|x, y) || N(0, I)).
+        num_classes: C (>= 2).
+        beta: weight of the KL term (1: the bound).
+
+    Returns:
+        ``LossParts(total, reconstruction, kl)``, each ``(N,)`` nats; ``kl = kl_z + ln C`` is the KL
+        of q(y, z|x) (the label known: a point mass) from p(y) p(z); ``total = reconstruction + beta * kl``.
+    """
+    validate.floating(reconstruction, "reconstruction")
+    validate.floating(kl_z, "kl_z")
+    validate.same_shape(reconstruction, "reconstruction", kl_z, "kl_z")
+    num_classes = validate.integer(num_classes, "num_classes", low=2)
+    beta = validate.positive_float(beta, "beta", allow_zero=True)
+    kl = kl_z + math.log(num_classes)
+    return LossParts(reconstruction + beta * kl, reconstruction, kl)
+
+
+def unlabelled_negative_elbo(reconstruction: Tensor, kl_z: Tensor, logits: Tensor, beta: float = 1.0) -> LossParts:
+    """U(x), the negative of the unlabelled bound of M2 (Kingma et al. 2014, eq. 7), per example,
+    with the sum over the C labels done exactly:
+
+    ``log p(x) >= sum_y q(y|x) (-L(x, y)) + H(q(y|x)) = -U(x)``,
+
+    i.e. ``U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))``, with ``L(x, y)`` as in ``labelled_negative_elbo``.
+    Split into parts: ``reconstruction = sum_y q(y|x) R_y`` and
+    ``kl = sum_y q(y|x) KL_y + KL(q(y|x) || p(y))``, where ``KL(q(y|x) || p(y)) = ln C - H(q(y|x))``.
+
+    Args:
+        reconstruction: ``(N, C)`` nats, R_y = -log p(x|y, z_y) at z_y ~ q(z|x, y), one column per label.
+        kl_z: ``(N, C)`` nats, KL_y = KL(q(z|x, y) || N(0, I)).
+        logits: ``(N, C)`` logits of the classifier q(y|x).
+        beta: weight of the KL term (1: the bound).
+
+    Returns:
+        ``LossParts(total, reconstruction, kl)``, each ``(N,)`` nats; ``total = reconstruction + beta * kl``.
+    """
+    _logits_arg(logits)
+    for name, value in (("reconstruction", reconstruction), ("kl_z", kl_z)):
+        validate.floating(value, name)
+        validate.same_shape(value, name, logits, "logits")
+    beta = validate.positive_float(beta, "beta", allow_zero=True)
+    q = torch.softmax(logits, dim=1)
+    kl_y = math.log(logits.shape[1]) - categorical_entropy(logits)      # KL(q(y|x) || uniform p(y))
+    recon = (q * reconstruction).sum(dim=1)
+    kl = (q * kl_z).sum(dim=1) + kl_y
+    return LossParts(recon + beta * kl, recon, kl)
