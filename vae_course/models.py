@@ -48,6 +48,14 @@ def _check_config(image_shape, hidden_dims, latent_dim, likelihood):
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
+def _no_free_bits(free_bits: float, why: str) -> float:
+    """``free_bits`` (already checked >= 0) for a model whose KL has no closed form per latent
+    dimension: only 0.0 is accepted, else ValueError naming ``free_bits`` and saying ``why``."""
+    if free_bits != 0.0:
+        raise ValueError(f"free_bits: {why} (expected 0.0), got {free_bits!r}")
+    return free_bits
+
+
 def _received(value) -> str:
     """How a received value is named in an error message."""
     if isinstance(value, Tensor):
@@ -448,10 +456,7 @@ class MixturePriorVAE(VAE):
     def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
         """``free_bits`` needs a closed-form KL per dimension, which a mixture prior lacks: it must be 0."""
         beta, free_bits = super().check_loss_options(beta, free_bits)
-        if free_bits != 0.0:
-            raise ValueError(f"free_bits: a MixturePriorVAE's KL is a Monte Carlo estimate, not a sum over "
-                             f"dimensions (expected 0.0), got {free_bits!r}")
-        return beta, free_bits
+        return beta, _no_free_bits(free_bits, "a MixturePriorVAE's KL is a Monte Carlo estimate, not a sum over dimensions")
 
     def _loss(self, x, y, beta, free_bits, x_in) -> losses.LossParts:
         """reconstruction + beta * (one-sample Monte Carlo KL), per example ``(N,)`` in nats (the
@@ -623,10 +628,7 @@ class M2VAE(CVAE):
     def check_loss_options(self, beta, free_bits) -> tuple[float, float]:
         """``free_bits`` would need the KL per latent dimension of every label's q(z|x, y): it must be 0."""
         beta, free_bits = super().check_loss_options(beta, free_bits)
-        if free_bits != 0.0:
-            raise ValueError(f"free_bits: an M2VAE sums its KL over labels, not per latent dimension "
-                             f"(expected 0.0), got {free_bits!r}")
-        return beta, free_bits
+        return beta, _no_free_bits(free_bits, "an M2VAE sums its KL over labels, not per latent dimension")
 
     # ------------------------------------------------------------ the classifier q(y|x)
 
