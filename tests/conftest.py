@@ -35,3 +35,15 @@ def course_build(tmp_path_factory) -> Path:
                          capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     assert (out / "summary.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     return out
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Chromium for one test module's browser tests (tests/helpers.py: launch_chromium)."""
+    from helpers import launch_chromium
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = launch_chromium(p)
+        yield browser
+        browser.close()

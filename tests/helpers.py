@@ -162,3 +162,68 @@ def check_kl_readout(page, root, where: str) -> None:
         assert f"{expected:.4f} nats" in root.inner_text()
         readouts.append(shown)
     assert readouts[0] == 0.0 and len(set(readouts)) == len(readouts), f"{where}: the readout did not follow the sliders"
+
+
+# A page in the browser with the network off, and a folder served on 127.0.0.1 (the reading pages' and
+# the website's browser tests).
+LOCAL_URLS = ("file:", "data:", "blob:", "about:")
+
+
+class Opened:
+    """A page open in the browser, waiting until the JavaScript condition ``ready`` holds, with what it
+    asked the network for (``remote``: recorded and aborted), which local files failed (``failed``) and
+    the page's JavaScript errors (``errors``)."""
+
+    def __init__(self, browser, url: str, ready: str, allowed: tuple[str, ...] = LOCAL_URLS, width: int = 1200):
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
+        self.remote, self.failed, self.errors = [], [], []
+
+        def route(r):
+            if r.request.url.startswith(allowed):
+                r.continue_()
+            else:  # the network is off for the page: record and abort
+                self.remote.append(r.request.url)
+                r.abort()
+
+        self.context.route("**/*", route)
+        self.page = self.context.new_page()
+        # (MathJax probes a font at about:blank, which fails harmlessly; aborted remote requests are in .remote)
+        self.page.on("requestfailed", lambda r: None if r.url.startswith("about:") or r.url in self.remote
+                     else self.failed.append(r.url))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        self.page.wait_for_function(ready, timeout=180_000)
+
+    def close(self):
+        self.context.close()
+
+
+class static_server:
+    """``with static_server(folder) as origin:`` - ``python -m http.server`` on a free port of
+    127.0.0.1, serving ``folder``; ``origin`` is its URL ending in ``/``."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def __enter__(self) -> str:
+        import socket
+        import subprocess
+        import sys
+        import time
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                        "--directory", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(300):  # wait for the server to listen (a hang guard, not a timing)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        return f"http://127.0.0.1:{port}/"
+
+    def __exit__(self, *exc) -> None:
+        self.server.terminate()
+        self.server.wait(30)

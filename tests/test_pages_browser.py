@@ -22,22 +22,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers import launch_chromium
+from helpers import LOCAL_URLS as LOCAL
+from helpers import Opened, static_server
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SCREENSHOTS = ROOT / "build" / "screenshots"
-LOCAL = ("file:", "data:", "blob:", "about:")
 # TeX that MathJax should have replaced: $$, \( \[, \begin{...}, $\command, or $x$ in running text.
 RAW_TEX = re.compile(r"\$\$|\\\(|\\\[|\\begin\{|\$\\[a-zA-Z]|\$[^$\s][^$\n]{0,80}\$|\\(frac|mathbb|mathrm|sum|log)\b")
 
@@ -52,43 +49,11 @@ def site(course_build) -> Path:
     return course_build
 
 
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        yield browser
-        browser.close()
+PAGE_READY = "window.courseMathDone === true"
 
 
-class Opened:
-    """A page open in the browser, with what it asked the network for and which local files failed."""
-
-    def __init__(self, browser, url: str, allowed: tuple[str, ...] = LOCAL):
-        self.context = browser.new_context(viewport={"width": 1100, "height": 900})
-        self.remote, self.failed = [], []
-
-        def route(r):
-            if r.request.url.startswith(allowed):
-                r.continue_()
-            else:  # the network is off for the page: record and abort
-                self.remote.append(r.request.url)
-                r.abort()
-
-        self.context.route("**/*", route)
-        self.page = self.context.new_page()
-        # (MathJax probes a font at about:blank, which fails harmlessly; aborted remote requests are in .remote)
-        self.page.on("requestfailed", lambda r: None if r.url.startswith("about:") or r.url in self.remote
-                     else self.failed.append(r.url))
-        self.page.goto(url)
-        self.page.wait_for_function("window.courseMathDone === true", timeout=180_000)
-
-    def close(self):
-        self.context.close()
-
-
-def _open(browser, path: Path) -> Opened:
-    return Opened(browser, path.as_uri())
+def _open(chromium, path: Path) -> Opened:
+    return Opened(chromium, path.as_uri(), PAGE_READY, width=1100)
 
 
 def _widget_outputs(nb) -> int:
@@ -117,12 +82,12 @@ def _math_report(page) -> dict:
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name[:2])
-def test_page_renders_offline(site, browser, notebook):
+def test_page_renders_offline(site, chromium, notebook):
     page_path = site / f"{notebook.stem}.html"
     error = json.loads((site / "summary.json").read_text())["notebooks"][notebook.name]["error"]
     assert error is None, f"{notebook.name} failed to execute: {error}"
     executed = nbformat.read(site / notebook.name, as_version=4)
-    opened = _open(browser, page_path)
+    opened = _open(chromium, page_path)
     try:
         page = opened.page
         # Widgets: drawn from the saved state (wait for the renderer), each with its note.
@@ -158,10 +123,10 @@ def test_page_renders_offline(site, browser, notebook):
         opened.close()
 
 
-def test_screenshots_of_an_equation_and_a_widget(site, browser):
+def test_screenshots_of_an_equation_and_a_widget(site, chromium):
     """For a reader's review: an equation and a widget of notebook 03, drawn offline."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    opened = _open(browser, site / "03_kl_divergence.html")
+    opened = _open(chromium, site / "03_kl_divergence.html")
     try:
         page = opened.page
         page.wait_for_selector(".jupyter-widgets .widget-slider, .jupyter-widgets .jupyter-widget-slider", timeout=180_000)
@@ -176,7 +141,7 @@ def test_screenshots_of_an_equation_and_a_widget(site, browser):
         opened.close()
 
 
-def test_without_the_widget_renderer_each_widget_is_a_note(site, browser, tmp_path):
+def test_without_the_widget_renderer_each_widget_is_a_note(site, chromium, tmp_path):
     """Built where npm never ran (no slides/node_modules): a note instead of each widget, and no
     widget code or require.js requested; the equations are still drawn (MathJax comes from PyPI)."""
     executed = nbformat.read(site / "03_kl_divergence.ipynb", as_version=4)
@@ -187,7 +152,7 @@ def test_without_the_widget_renderer_each_widget_is_a_note(site, browser, tmp_pa
     page_path = tmp_path / "03_kl_divergence.html"
     page_path.write_text(html, encoding="utf-8")
     assert "require.js" not in html and "embed-amd" not in html and "widget-state+json" not in html
-    opened = _open(browser, page_path)
+    opened = _open(chromium, page_path)
     try:
         page = opened.page
         notes = page.locator(".course-widget-note")
@@ -200,33 +165,16 @@ def test_without_the_widget_renderer_each_widget_is_a_note(site, browser, tmp_pa
         opened.close()
 
 
-def test_pages_work_from_a_static_server(site, browser):
+def test_pages_work_from_a_static_server(site, chromium):
     """`python -m http.server` in the build folder: the relative URLs of lib/ resolve there too."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    origin = f"http://127.0.0.1:{port}/"
-    try:
-        import time
-
-        for _ in range(300):  # wait for the server to listen (a hang guard, not a timing)
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        opened = Opened(browser, origin + "03_kl_divergence.html", allowed=LOCAL + (origin,))
+    with static_server(site) as origin:
+        opened = Opened(chromium, origin + "03_kl_divergence.html", PAGE_READY, allowed=LOCAL + (origin,), width=1100)
         try:
             assert opened.remote == [] and not opened.failed, (opened.remote, opened.failed)
             math = _math_report(opened.page)
             assert math["count"] >= 5 and math["drawn"] == math["count"]
         finally:
             opened.close()
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_summary_has_the_gemm_reading_and_no_clutter(site):

@@ -13,24 +13,21 @@ Screenshots go to build/screenshots/site_*.png for review.
 """
 from __future__ import annotations
 
-import json
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import check_kl_readout, check_latent_sliders, launch_chromium
+from helpers import LOCAL_URLS as LOCAL
+from helpers import Opened, check_kl_readout, check_latent_sliders, static_server
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SCREENSHOTS = ROOT / "build" / "screenshots"
-LOCAL = ("file:", "data:", "blob:", "about:")
 # TeX left untypeset: \( \[ $$, \begin{...}, or a TeX command.
 RAW_TEX = re.compile(r"\\\(|\\\[|\$\$|\\begin\{|\\(?:frac|mathbb|mathcal|mathrm|sum|log|mu|sigma)\b")
 MATH_DONE = """() => !document.querySelector('script[src*="MathJax.js"]') ||
@@ -44,42 +41,6 @@ def site(course_build) -> Path:
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert (course_build / "site" / "index.html").is_file()
     return course_build / "site"
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
-
-
-class Opened:
-    """A page open in the browser, with what it asked the network for and which local files failed."""
-
-    def __init__(self, chromium, url: str, allowed: tuple[str, ...] = LOCAL):
-        self.context = chromium.new_context(viewport={"width": 1200, "height": 900})
-        self.remote, self.failed, self.errors = [], [], []
-
-        def route(r):
-            if r.request.url.startswith(allowed):
-                r.continue_()
-            else:  # the network is off for the page: record and abort
-                self.remote.append(r.request.url)
-                r.abort()
-
-        self.context.route("**/*", route)
-        self.page = self.context.new_page()
-        # (MathJax probes a font at about:blank, which fails harmlessly)
-        self.page.on("requestfailed", lambda r: None if r.url.startswith("about:") or r.url in self.remote
-                     else self.failed.append(r.url))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(url)
-        self.page.wait_for_function(MATH_DONE, timeout=180_000)
-
-    def close(self):
-        self.context.close()
 
 
 def _visible_text(page) -> str:
@@ -96,7 +57,7 @@ PAGES = ["index.html"] + [f"{p.stem}.html" for p in NOTEBOOKS]
 
 @pytest.mark.parametrize("name", PAGES, ids=lambda n: n[:2] if n[0].isdigit() else "home")
 def test_page_loads_offline_with_math_and_alt_text(site, chromium, name):
-    opened = Opened(chromium, (site / name).as_uri())
+    opened = Opened(chromium, (site / name).as_uri(), MATH_DONE)
     try:
         page = opened.page
         assert opened.remote == [], f"{name}: the page asked the network for {opened.remote[:5]}"
@@ -124,7 +85,7 @@ def test_page_loads_offline_with_math_and_alt_text(site, chromium, name):
 
 
 def test_search_finds_the_reparameterization_notebook(site, chromium):
-    opened = Opened(chromium, (site / "search.html").as_uri() + "?q=reparameterization")
+    opened = Opened(chromium, (site / "search.html").as_uri() + "?q=reparameterization", MATH_DONE)
     try:
         page = opened.page
         page.wait_for_function("() => document.querySelectorAll('#search-results li, ul.search li').length > 0",
@@ -142,7 +103,7 @@ def test_search_finds_the_reparameterization_notebook(site, chromium):
 def _walk(chromium, start: Path, selector: str) -> list[str]:
     seen, url = [], start.as_uri()
     for _ in range(len(NOTEBOOKS) + 2):
-        opened = Opened(chromium, url)
+        opened = Opened(chromium, url, MATH_DONE)
         try:
             link = opened.page.locator(selector)
             if link.count() == 0:
@@ -163,7 +124,7 @@ def test_previous_and_next_walk_the_course_in_order(site, chromium):
 
 @pytest.mark.parametrize("stem", ["04_reparameterization_and_training", "05_conditional_vae"])
 def test_latent_sliders_decode_in_the_browser_as_pytorch(site, chromium, stem):
-    opened = Opened(chromium, (site / f"{stem}.html").as_uri())
+    opened = Opened(chromium, (site / f"{stem}.html").as_uri(), MATH_DONE)
     try:
         page = opened.page
         roots = page.locator(".vae-widget[data-ready=true]")
@@ -179,7 +140,7 @@ def test_latent_sliders_decode_in_the_browser_as_pytorch(site, chromium, stem):
 
 
 def test_kl_explorer_readout_is_the_closed_form_kl(site, chromium):
-    opened = Opened(chromium, (site / "03_kl_divergence.html").as_uri())
+    opened = Opened(chromium, (site / "03_kl_divergence.html").as_uri(), MATH_DONE)
     try:
         page = opened.page
         root = page.locator(".vae-widget[data-ready=true]").first
@@ -192,25 +153,10 @@ def test_kl_explorer_readout_is_the_closed_form_kl(site, chromium):
 
 
 def test_site_works_from_a_static_server(site, chromium):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(site)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    origin = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(300):  # wait for the server to listen (a hang guard, not a timing)
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        opened = Opened(chromium, origin + "04_reparameterization_and_training.html", allowed=LOCAL + (origin,))
+    with static_server(site) as origin:
+        opened = Opened(chromium, origin + "04_reparameterization_and_training.html", MATH_DONE, allowed=LOCAL + (origin,))
         try:
             assert opened.remote == [] and not opened.failed and not opened.errors
             assert opened.page.locator(".vae-widget[data-ready=true]").count() >= 1
         finally:
             opened.close()
-    finally:
-        server.terminate()
-        server.wait(30)
