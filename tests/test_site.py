@@ -107,6 +107,22 @@ def test_export_writes_each_live_widget(tmp_path):
     assert (kl["mu"], kl["sigma"]) == (0.5, 2.0) and kl["mu_range"] == [-3.0, 3.0]
 
 
+@pytest.mark.parametrize("make", [lambda m: widgets.latent_sliders(m, limit=-1.0), lambda m: widgets.latent_sliders(m, dims=[5]),
+                                  lambda m: widgets.latent_sliders(m, limit="3"), lambda m: widgets.kl_explorer(sigma=0.0),
+                                  lambda m: widgets.kl_explorer(mu=float("nan"))],
+                         ids=["limit<0", "dims", "limit str", "sigma=0", "mu NaN"])
+def test_a_refused_widget_leaves_nothing_behind_for_the_export(make, tmp_path):
+    """A widget whose arguments are refused is never built: the kernel holds no half-made widget,
+    and the site's export (which walks every live widget) writes only whole ones."""
+    model = _trained_looking(models.VAE(latent_dim=2, hidden_dims=(16,)))
+    before = set(browser._live_widgets())
+    with pytest.raises((TypeError, ValueError)):
+        make(model)
+    assert set(browser._live_widgets()) == before
+    whole = widgets.latent_sliders(model)
+    assert whole.model_id in browser.export_widgets(tmp_path)
+
+
 def test_alt_text_says_what_a_figure_shows():
     fig = plots.latent_scatter(np.random.default_rng(0).normal(size=(40, 2)), np.arange(40) % 10, title="Codes")
     text = plots.alt_text(fig)

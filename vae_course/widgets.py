@@ -72,12 +72,15 @@ class LatentSliders(widgets.VBox):
     """
 
     def __init__(self, model, dims=None, limit: float = 3.0, step: float = 0.05, scale: int = 8):
-        super().__init__()
-        self.model = _check_model(model)
+        # Every argument is checked before the widget exists: a refused call leaves no half-built
+        # widget registered in the kernel (the site's export walks every live widget).
+        model = _check_model(model)
         latent_dim = model.latent_dim
         dims = list(range(min(latent_dim, 8))) if dims is None else _check_dims(dims, latent_dim)
         limit, step = validate.positive_float(limit, "limit"), validate.positive_float(step, "step")
-        self.dims, self.scale = dims, validate.positive_int(scale, "scale")
+        scale = validate.positive_int(scale, "scale")
+        super().__init__()
+        self.model, self.dims, self.scale = model, dims, scale
         self.z = torch.zeros(latent_dim)
         self.sliders = [StrictFloatSlider(value=0.0, min=-limit, max=limit, step=step,
                                             description=f"z{d + 1}", continuous_update=True,
@@ -174,8 +177,8 @@ class KLExplorer(widgets.VBox):
     """
 
     def __init__(self, mu: float = 0.0, sigma: float = 1.0):
+        mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")  # checked before the widget exists
         super().__init__()
-        mu, sigma = validate.real(mu, "mu"), validate.positive_float(sigma, "sigma")
         mu_limit = max(3.0, abs(mu))  # widened, never clamped: the slider shows what was typed
         self.mu = StrictFloatSlider(value=mu, min=-mu_limit, max=mu_limit, step=0.05, description="μ")
         self.sigma = StrictFloatSlider(value=sigma, min=min(0.1, sigma), max=max(3.0, sigma), step=0.05,
