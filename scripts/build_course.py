@@ -58,6 +58,7 @@ WIDGET_MISSING_NOTE = ('<p class="course-widget-note"><em>An interactive widget 
 # the ones that package ships), require.js only when widgets are drawn, and a flag the browser test
 # waits for once MathJax has typeset the page.
 PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{% block data_png scoped %}{% include 'figure.html.j2' %}{% endblock data_png %}
 {%- block html_head_js_requirejs -%}
 {%- if resources.require_js_url %}
 <script src="{{ resources.require_js_url }}"></script>
@@ -239,7 +240,8 @@ def for_the_page(nb, widgets: bool):
 
 def page_exporter(widgets: bool) -> HTMLExporter:
     """nbconvert's HTML exporter (lab template) pointed at the local copies in lib/."""
-    return HTMLExporter(extra_loaders=[jinja2.DictLoader({"course_page.html.j2": PAGE_TEMPLATE})],
+    figure = (ROOT / "scripts" / "site" / "figure.html.j2").read_text(encoding="utf-8")  # figures with alt text
+    return HTMLExporter(extra_loaders=[jinja2.DictLoader({"course_page.html.j2": PAGE_TEMPLATE, "figure.html.j2": figure})],
                         template_file="course_page.html.j2", mathjax_url=MATHJAX_URL,
                         require_js_url=REQUIRE_JS_URL if widgets else "",
                         widget_renderer_url=WIDGET_RENDERER_URL if widgets else "")

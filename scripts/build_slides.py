@@ -18,6 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
+import jinja2
 import nbformat
 from nbconvert import SlidesExporter
 from nbconvert.preprocessors import TagRemovePreprocessor
@@ -173,6 +174,7 @@ def build_deck(notebook: Path, out_dir: Path, executed: Path | None = None) -> P
         preprocessors=[TagRemovePreprocessor(remove_input_tags={HIDE_INPUT}, enabled=True)],
         template_name="vae_reveal",
         extra_template_basedirs=[str(TEMPLATES)],
+        extra_loaders=[jinja2.DictLoader({"figure.html.j2": (SITE / "figure.html.j2").read_text(encoding="utf-8")})],
         reveal_url_prefix="lib/reveal.js",
         reveal_theme="white",
         reveal_transition="none",

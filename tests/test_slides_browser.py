@@ -13,7 +13,7 @@ import pytest
 
 from test_slides import ROOT, build_slides
 
-from helpers import check_kl_readout, check_latent_sliders, launch_chromium
+from helpers import LOCAL_URLS, check_kl_readout, check_latent_sliders
 
 pytestmark = pytest.mark.browser
 SCREENSHOTS = ROOT / "build" / "screenshots"
@@ -33,19 +33,23 @@ def deck(course_build, tmp_path_factory):
     return _deck(course_build, NOTEBOOK, tmp_path_factory.mktemp("deck") / "slides")
 
 
+def _open_deck(chromium, deck: Path):
+    """The deck in a new page of the module's Chromium, once its equations are typeset; the page
+    records every request that leaves the file system (``remote_requests``) and its JavaScript errors."""
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    page.remote_requests, page.errors = [], []
+    page.on("request", lambda r: page.remote_requests.append(r.url) if not r.url.startswith(LOCAL_URLS) else None)
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.goto(deck.as_uri())
+    page.wait_for_function("window.courseMathDone === true", timeout=60_000)
+    return page
+
+
 @pytest.fixture(scope="module")
-def page(deck):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    remote: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
-        page.goto(deck.as_uri())
-        page.wait_for_function("window.courseMathDone === true", timeout=60_000)
-        page.remote_requests = remote
-        yield page
-        browser.close()
+def page(chromium, deck):
+    page = _open_deck(chromium, deck)
+    yield page
+    page.close()
 
 
 def show(page, h: int, v: int) -> None:
@@ -122,24 +126,21 @@ def test_kl_explorer_is_live_on_its_slide(page):
 
 
 @pytest.mark.parametrize("stem", ["04_reparameterization_and_training", "05_conditional_vae"])
-def test_latent_sliders_are_live_on_their_slide(course_build, tmp_path, stem):
-    deck = _deck(course_build, ROOT / "notebooks" / f"{stem}.ipynb", tmp_path / "slides")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    remote: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("request", lambda r: remote.append(r.url) if not r.url.startswith(("file:", "data:", "blob:", "about:")) else None)
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(deck.as_uri())
-            page.wait_for_function("window.courseMathDone === true", timeout=60_000)
-            show(page, *first_slide_with(page, ".vae-widget[data-ready=true]"))
-            root = page.locator(".reveal section.present .vae-widget[data-ready=true]").first
-            check_latent_sliders(page, root, f"deck {stem[:2]}")
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOTS / f"slides_{stem[:2]}_sliders.png"))
-            assert remote == [] and errors == [], (remote, errors)
-        finally:
-            browser.close()
+def test_latent_sliders_are_live_on_their_slide(course_build, chromium, tmp_path, stem):
+    page = _open_deck(chromium, _deck(course_build, ROOT / "notebooks" / f"{stem}.ipynb", tmp_path / "slides"))
+    try:
+        show(page, *first_slide_with(page, ".vae-widget[data-ready=true]"))
+        root = page.locator(".reveal section.present .vae-widget[data-ready=true]").first
+        check_latent_sliders(page, root, f"deck {stem[:2]}")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"slides_{stem[:2]}_sliders.png"))
+        assert page.remote_requests == [] and page.errors == [], (page.remote_requests, page.errors)
+    finally:
+        page.close()
+
+
+def test_every_figure_on_the_slides_has_alt_text(page):
+    missing = page.evaluate("""() => Array.from(document.querySelectorAll('.reveal img'))
+        .filter(i => !i.alt.trim() || i.alt.startsWith('No description')).length""")
+    total = page.evaluate("document.querySelectorAll('.reveal img').length")
+    assert total >= 3 and missing == 0, f"{missing} of {total} figures on the slides have no alt text"
