@@ -119,7 +119,7 @@ def test_page_renders_offline(site, chromium, notebook):
             first_line = note.splitlines()[0].replace("**", "")[:50]
             assert first_line not in body, f"{notebook.name}: speaker note in the page: {first_line!r}"
         assert not any(build_course.is_speaker_note(c) for c in executed.cells)
-        no_alt = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-OutputArea-output img'))
+        no_alt = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-RenderedImage img'))
             .filter(i => !i.alt.trim() || i.alt.startsWith('No description')).length""")
         assert no_alt == 0, f"{notebook.name}: {no_alt} figures without alt text"
     finally:
