@@ -148,7 +148,7 @@ def home_page(titles: dict[str, str], summary: dict, downloads: list[tuple[str, 
                f"{gemm:.0f} GFLOP/s ({summary.get('device', '?')}); scale by that reading for yours."
                if gemm else "")
     lines = [f"# {TITLE}", "", intro, "",
-             "Read the notebooks in order: 01-05 are the core course; 06-08 go further and can be taken in any "
+             f"Read the notebooks in order: 01-05 are the core course; 06-{max(titles)[:2]} go further and can be taken in any "
              "order after 05. Every page shows the notebook as the course's main job executed it, with its figures; "
              "the latent sliders (04, 05) and the KL explorer (03) move in this page, with no Python running.", "",
              "| # | notebook | run time |", "|---|---|---|", *rows, "", machine, ""]
