@@ -28,21 +28,29 @@ from pathlib import Path
 
 import nbformat
 
+from vae_course.browser import read_exported
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # (also when loaded by path, as the tests do)
+    sys.path.insert(0, str(HERE))
+from make_student_notebooks import BEGIN, MARKDOWN_ANSWER, WHOLE_CELL  # noqa: E402 - the solution markers
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MATHJAX = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"  # relative to _static/
 
 TITLE = "From autoencoders to conditional VAEs"
 WIDGET_NOTE = ('<p class="course-widget-note"><em>An interactive widget is here: run this notebook in JupyterLab '
                "to use it.</em></p>")
-LIVE_NOTE = ('<p class="course-widget-note"><em>Live: this page decodes every slider position itself, with the '
-             "trained weights; no Python is running.</em></p>")
+LIVE_NOTES = {  # under each live widget, by its kind: what the page computes, with no Python running
+    "latent": "Live: this page decodes every slider position itself, with the trained decoder's weights; no Python is running.",
+    "kl": "Live: this page computes the closed-form KL and draws both densities for every slider position; no Python is running.",
+}
 
 CONF = '''\
 # Written by scripts/build_site.py: the course's website (Sphinx + myst-nb + Furo), offline.
 project = {title!r}
 author = "the course's authors"
+copyright = "the course's authors; code MIT, see LICENSE"
 extensions = ["myst_nb"]
 html_theme = "furo"
 html_title = {title!r}
@@ -72,6 +80,10 @@ html_show_search_summary = False     # the summaries are fetched page by page, w
 '''
 
 CSS = """\
+/* Printed outputs wrap instead of hiding their ends behind a scroll bar */
+details.course-answer { border-left: 3px solid var(--color-brand-primary); padding: 0.2em 0.8em; margin: 0.5em 0; }
+details.course-answer > summary { cursor: pointer; font-weight: 600; }
+.cell_output pre, .output pre { white-space: pre-wrap; word-break: break-word; }
 /* The hidden MathML MathJax adds for screen readers: no TeX web fonts (the PyPI package has none) */
 .MJX_Assistive_MathML, .MJX_Assistive_MathML * { font-family: serif !important; }
 """
@@ -98,12 +110,28 @@ def figure_html(src: str, alt: str) -> str:
     return f'<img src="{html.escape(src)}" alt="{html.escape(alt)}" class="course-figure" />'
 
 
+def fold_solutions(cell) -> None:
+    """An exercise's answer is folded on the site, so a learner reading it tries first: a written answer
+    (a Markdown cell opening with the SOLUTION marker) in a <details> block, a solution's code behind
+    myst-nb's "show code" toggle (the markers of scripts/make_student_notebooks.py)."""
+    lines = cell.source.splitlines()
+    if cell.cell_type == "markdown" and lines and lines[0].strip() == MARKDOWN_ANSWER:
+        body = "\n".join(lines[1:]).strip()
+        cell.source = (f'<details class="course-answer">\n<summary>Answer (try the exercise first)</summary>\n\n'
+                       f"{body}\n\n</details>")
+    elif cell.cell_type == "code" and any(line.strip() in (BEGIN, WHOLE_CELL) for line in lines):
+        tags = cell.metadata.setdefault("tags", [])
+        if "hide-input" not in tags:
+            tags.append("hide-input")
+
+
 def for_the_site(nb, stem: str, widgets_dir: Path, static: Path) -> tuple[object, int, int]:
     """The executed notebook as the site shows it: each figure an <img> with alt text (its PNG in
     _static/figures/), each exported widget a live <div> with its spec's script, any other widget a
-    note, empty outputs dropped. Returns (notebook, figures, live widgets)."""
+    note, empty outputs dropped, the exercises' answers folded. Returns (notebook, figures, live widgets)."""
     figures = live = 0
     for cell in nb.cells:
+        fold_solutions(cell)
         if cell.cell_type != "code":
             continue
         outputs = []
@@ -118,7 +146,8 @@ def for_the_site(nb, stem: str, widgets_dir: Path, static: Path) -> tuple[object
                     shutil.copy2(spec, static / "widgets" / spec.name)
                     live += 1
                     block = (f'<script src="_static/widgets/{html.escape(spec.name)}"></script>'
-                             f'<div class="vae-widget" data-widget="{html.escape(model_id)}"></div>{LIVE_NOTE}')
+                             f'<div class="vae-widget" data-widget="{html.escape(model_id)}"></div>'
+                             f'<p class="course-widget-note"><em>{LIVE_NOTES[read_exported(spec)["kind"]]}</em></p>')
                 else:
                     block = WIDGET_NOTE
                 outputs.append(nbformat.v4.new_output("display_data", data={"text/html": block}))
@@ -153,8 +182,13 @@ def home_page(titles: dict[str, str], summary: dict, downloads: list[tuple[str, 
              "the latent sliders (04, 05) and the KL explorer (03) move in this page, with no Python running.", "",
              "| # | notebook | run time |", "|---|---|---|", *rows, "", machine, ""]
     if downloads:
-        lines += ["## Downloads", "", "The notebooks to work through yourself (exercises without their answers) "
-                  "and the lecture slides:", ""]
+        have_slides = any(path.endswith(".slides.html") for _, path in downloads)
+        students = sorted({label[:2] for label, path in downloads if path.endswith(".ipynb")})
+        lines += ["## Downloads", "",
+                  f"The notebooks to work through yourself, with the exercises' answers taken out (those with checked "
+                  f"exercises: {', '.join(students)})" + (", and the lecture slides (reveal.js, open offline; the "
+                  "sliders move there too)" if have_slides else "") + ". On these pages each answer is folded: "
+                  "open it after you have tried.", ""]
         lines += [f"- {{download}}`{label} <{path}>`" for label, path in downloads]
         lines.append("")
     lines += ["```{toctree}", ":maxdepth: 1", ":caption: The course", ":hidden:", "", *titles, "```", ""]

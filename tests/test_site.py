@@ -97,13 +97,13 @@ def test_export_writes_each_live_widget(tmp_path):
     for widget, kind in ((sliders, "latent"), (explorer, "kl")):
         text = (tmp_path / f"{widget.model_id}.js").read_text()
         assert text.startswith("window.VAE_WIDGETS = window.VAE_WIDGETS || {};")
-        spec = json.loads(text.split(" = ", 2)[2].rstrip(";\n"))
+        spec = browser.read_exported(tmp_path / f"{widget.model_id}.js")
         assert spec["kind"] == kind
-    spec = json.loads((tmp_path / f"{sliders.model_id}.js").read_text().split(" = ", 2)[2].rstrip(";\n"))
+    spec = browser.read_exported(tmp_path / f"{sliders.model_id}.js")
     assert spec["z"] == [1.25, 0.0] and spec["dims"] == [0, 1] and spec["limit"] == 3.0
     # the browser starts from the picture the notebook left: the same pixels
     assert np.abs(browser.decode(spec, spec["z"]).numpy() - sliders.pixels).max() < 1e-5
-    kl = json.loads((tmp_path / f"{explorer.model_id}.js").read_text().split(" = ", 2)[2].rstrip(";\n"))
+    kl = browser.read_exported(tmp_path / f"{explorer.model_id}.js")
     assert (kl["mu"], kl["sigma"]) == (0.5, 2.0) and kl["mu_range"] == [-3.0, 3.0]
 
 
@@ -152,7 +152,7 @@ def test_the_site_page_of_a_notebook(tmp_path):
     (static / "widgets").mkdir()
     specs = tmp_path / "widgets"
     specs.mkdir()
-    (specs / "abc123.js").write_text("window.VAE_WIDGETS = window.VAE_WIDGETS || {};\n")
+    (specs / "abc123.js").write_text('window.VAE_WIDGETS = window.VAE_WIDGETS || {};\nwindow.VAE_WIDGETS["abc123"] = {"kind": "latent"};\n')
     view = "application/vnd.jupyter.widget-view+json"
     cell = nbformat.v4.new_code_cell("x")
     cell.outputs = [
@@ -170,7 +170,34 @@ def test_the_site_page_of_a_notebook(tmp_path):
     assert (figures, live) == (2, 1) and len(nb.cells[0].outputs) == 5  # the empty output dropped
     assert '<div class="vae-widget" data-widget="abc123">' in html[0] and "_static/widgets/abc123.js" in html[0]
     assert (static / "widgets" / "abc123.js").is_file()
+    assert build_site.LIVE_NOTES["latent"] in html[0]  # the note under a latent-slider widget says what the page does
     assert html[1] == build_site.WIDGET_NOTE  # no spec: a note, never a dead widget
     assert 'alt="Figure: &quot;β&quot; &lt;sweep&gt;"' in html[2] and (static / "figures" / "04_x-01.png").is_file()
     assert 'alt="Figure 2 of notebook 04"' in html[3]
     assert nb.cells[0].outputs[4]["text"] == "KL 1.23\n"
+
+
+def test_answers_are_folded_on_the_site():
+    answer = nbformat.v4.new_markdown_cell("<!-- SOLUTION -->\n**Answer.** $\\beta = 784$.")
+    solution = nbformat.v4.new_code_cell("x = 1\n# BEGIN SOLUTION\nx = 2\n# END SOLUTION")
+    plain = nbformat.v4.new_code_cell("x = 3")
+    text = nbformat.v4.new_markdown_cell("**Answer.** not an exercise's answer cell")
+    for cell in (answer, solution, plain, text):
+        build_site.fold_solutions(cell)
+    assert answer.source.startswith('<details class="course-answer">') and answer.source.endswith("</details>")
+    assert "**Answer.** $\\beta = 784$." in answer.source and "<!-- SOLUTION -->" not in answer.source
+    assert solution.metadata["tags"] == ["hide-input"] and "tags" not in plain.metadata
+    assert text.source == "**Answer.** not an exercise's answer cell"
+
+
+def test_alt_text_reads_math_as_words():
+    from matplotlib import pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2)
+    left.set_title(r"prior $p(z)=\mathcal{N}(0,1)$, $q(z)=\mathcal{N}(1.50,\,0.50^2)$")
+    left.set_xlabel("$z$")
+    right.set_ylabel(" ")  # a blank label is no label
+    text = plots.alt_text(fig)
+    plt.close(fig)
+    assert "N(0,1)" in text and "N(1.50, 0.50²)" in text and "(x: z)" in text
+    assert "\\" not in text and "$" not in text and "y:  " not in text

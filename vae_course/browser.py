@@ -141,6 +141,12 @@ def _live_widgets() -> dict:
     return dict(registry)
 
 
+def read_exported(path) -> dict:
+    """The spec that ``export_widgets`` wrote to ``path`` (a ``<model id>.js`` file)."""
+    text = Path(validate.path(path, "path")).read_text(encoding="utf-8")
+    return json.loads(text.split(" = ", 2)[2].rstrip(";\n"))
+
+
 def export_widgets(folder) -> list[str]:
     """Write ``folder/<model id>.js`` for every live latent-slider and KL-explorer widget of this
     kernel (run by the build at the end of a notebook). Each file sets

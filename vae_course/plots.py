@@ -637,15 +637,29 @@ def _labelled(fig: Figure, ax: plt.Axes, xlabel: str, ylabel: str, title: str) -
     return fig
 
 
+_TEX_WORDS = {r"\mathcal": "", r"\mathrm": "", r"\mathbf": "", r"\operatorname": "", r"\left": "", r"\right": "",
+              r"\,": " ", r"\;": " ", r"\ ": " ", r"\mid": "|", r"\|": "‖", r"\log": "log", r"\exp": "exp",
+              r"\sigma": "σ", r"\mu": "μ", r"\beta": "β", r"\lambda": "λ", r"\tau": "τ", r"\pi": "π",
+              r"\epsilon": "ε", r"\varepsilon": "ε", r"\sum": "Σ", r"\approx": "≈", r"\leq": "≤", r"\geq": "≥",
+              r"\le": "≤", r"\ge": "≥", r"\times": "×", r"\cdot": "·", r"\infty": "∞", "^2": "²", "_{": "_", "$": ""}
+
+
+def _plain(text: str) -> str:
+    r"""A label as words a screen reader says: matplotlib's mathtext ($\mathcal{N}(0,\,1)$) to N(0, 1)."""
+    for tex, word in sorted(_TEX_WORDS.items(), key=lambda kv: -len(kv[0])):  # longest first: \le after \leq
+        text = text.replace(tex, word)
+    return " ".join(text.replace("{", "").replace("}", "").replace("\\", "").split())
+
+
 def alt_text(fig: Figure) -> str:
     """What a figure shows, in words, for a reader who cannot see it (the website's alt text): its
     title, then each panel's title and axes. Built from the labels the helpers above always set."""
     parts = [fig._suptitle.get_text()] if fig._suptitle is not None and fig._suptitle.get_text() else []
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
-    titled = [ax for ax in panels if ax.get_title() or ax.get_xlabel() or ax.get_ylabel()]
+    titled = [ax for ax in panels if (ax.get_title() + ax.get_xlabel() + ax.get_ylabel()).strip()]
     for ax in titled[:6]:
-        words = ax.get_title() or "a panel"
-        axes = [f"{name}: {label}" for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label]
+        words = ax.get_title().strip() or "a panel"
+        axes = [f"{name}: {label.strip()}" for name, label in (("x", ax.get_xlabel()), ("y", ax.get_ylabel())) if label.strip()]
         legend = ax.get_legend()
         if legend is not None:
             axes.append("legend: " + ", ".join(t.get_text() for t in legend.get_texts()[:10]))
@@ -655,7 +669,7 @@ def alt_text(fig: Figure) -> str:
     untitled = len(panels) - len(titled)
     if untitled:
         parts.append(f"{untitled} image{'s' if untitled > 1 else ''}" if titled else f"A grid of {untitled} images")
-    text = "Figure: " + ". ".join(p.replace("$", "") for p in parts if p)
+    text = "Figure: " + ". ".join(_plain(p) for p in parts if p.strip())
     return text if len(text) > len("Figure: ") else "Figure"
 
 
