@@ -28,10 +28,14 @@ if [ $# -gt 0 ]; then
 fi
 # One model cache for both steps: nbval trains the notebooks' shared VAEs once in step 1 (the
 # determinism test retrains them with the cache off), step 2's page build loads them.
+# Shared by the two steps: the model cache, and the fast course build that the determinism test makes
+# and the browser tests read (tests/conftest.py: course_build).
+work="$(mktemp -d "${TMPDIR:-/tmp}/vae_course-tests-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+export VAE_COURSE_TEST_BUILD="$work/build"
 if [ -z "${VAE_COURSE_CACHE_DIR:-}" ]; then
-    VAE_COURSE_CACHE_DIR="$(mktemp -d "${TMPDIR:-/tmp}/vae_course-models-XXXXXX")"
-    export VAE_COURSE_CACHE_DIR
-    trap 'rm -rf "$VAE_COURSE_CACHE_DIR"' EXIT
+    export VAE_COURSE_CACHE_DIR="$work/models"
+    mkdir "$VAE_COURSE_CACHE_DIR"
 fi
 status=0
 .venv/bin/python -m pytest -m "not browser" || status=$?

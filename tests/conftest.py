@@ -23,17 +23,34 @@ def _one_thread():
 
 
 
+def _complete_build(out: Path) -> bool:
+    """``out`` holds a fast build of every notebook in notebooks/ (its summary.json says so)."""
+    import json
+
+    summary = out / "summary.json"
+    if not summary.is_file():
+        return False
+    built = json.loads(summary.read_text())
+    names = {p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    return built.get("mode") == "fast" and set(built.get("notebooks", {})) == names
+
+
 @pytest.fixture(scope="session")
 def course_build(tmp_path_factory) -> Path:
-    """The main job's build in fast mode, in a temporary folder: every notebook executed by
-    ``scripts/build_course.py --out`` (the main job's own code), with its reading page, figures and
-    widget specs. Built once for the browser tests of the pages and of the website. A notebook that
-    fails is reported by its own page test (and by nbval); the build goes on past it."""
-    out = tmp_path_factory.mktemp("course")
-    env = {**os.environ, "VAE_COURSE_MODE": "fast", "VAE_COURSE_OFFLINE": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_course.py"), "--out", str(out)], env=env,
-                         capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    assert (out / "summary.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
+    """The main job's build in fast mode: every notebook executed by ``scripts/build_course.py --out``
+    (the main job's own code), with its reading page, figures and widget specs, and the model cache
+    off, so every model is trained. Made once per test command: the determinism test compares it with
+    nbval's run (which loaded the shared models), and the browser tests of the pages, the website and
+    the slides read it. ``bash scripts/test.sh`` sets ``VAE_COURSE_TEST_BUILD`` to a folder its two
+    steps share, so the browser step reuses the build of the first step. A notebook that fails is
+    reported by its own page test (and by nbval); the build goes on past it."""
+    shared = os.environ.get("VAE_COURSE_TEST_BUILD")
+    out = Path(shared) if shared else tmp_path_factory.mktemp("course")
+    if not _complete_build(out):
+        env = {**os.environ, "VAE_COURSE_MODE": "fast", "VAE_COURSE_OFFLINE": "1", "VAE_COURSE_CACHE_DIR": "off"}
+        run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_course.py"), "--out", str(out)], env=env,
+                             capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        assert (out / "summary.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     return out
 
 

@@ -7,14 +7,16 @@ notebook must hold no stderr, warning, log or progress-bar text (``build_course.
 
 The first run is nbval's, when this session ran every cell of the notebook on CPU (the conftest
 records it; this test runs after the notebooks): the shared trained models were then loaded from
-the session's cache wherever an earlier notebook had trained them. The second run here trains
-everything (``VAE_COURSE_CACHE_DIR=off``), so the comparison also shows that a loaded model prints
-what a trained one does. Without nbval's run (this file alone, or a GPU), the notebook runs twice
+the session's cache wherever an earlier notebook had trained them. The second run is the fast
+course build (``tests/conftest.py: course_build``, the main job's code), which trains everything
+(``VAE_COURSE_CACHE_DIR=off``), so the comparison also shows that a loaded model prints what a
+trained one does; the browser tests then read that same build. Without nbval's run (this file alone, or a GPU), the notebook runs twice
 here: with an empty cache (training, saving), then with that cache (loading). Marked slow.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -39,6 +41,10 @@ def _execute(path: Path):
     return nb
 
 
+def _without_cell_numbers(lines: list[str]) -> list[str]:
+    return [line.split(": ", 1)[1] if line.startswith("cell ") else line for line in lines]
+
+
 def _code_notebook(source: str):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source)]
@@ -61,7 +67,7 @@ def test_numeric_outputs_keep_metrics_and_drop_timings():
 @pytest.mark.slow
 @pytest.mark.after_notebooks
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
-def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch, nbval_run, tmp_path):
+def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch, nbval_run, tmp_path, request):
     from vae_course.config import settings
 
     monkeypatch.setenv("VAE_COURSE_MODE", "fast")
@@ -72,11 +78,16 @@ def test_two_fast_runs_print_identical_metrics_and_no_clutter(path, monkeypatch,
         monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
         monkeypatch.setenv("VAE_COURSE_CACHE_DIR", str(tmp_path))
         first = _execute(path)
-    else:               # the same settings as nbval's kernel, the model cache off
-        monkeypatch.setenv("VAE_COURSE_CACHE_DIR", "off")
-    executed = _execute(path)
+        executed = _execute(path)
+    else:               # the fast course build (tests/conftest.py), made with the model cache off
+        build = request.getfixturevalue("course_build")
+        error = json.loads((build / "summary.json").read_text())["notebooks"][path.name]["error"]
+        assert error is None, f"{path.name} failed in the course build: {error}"
+        executed = nbformat.read(build / path.name, as_version=4)
     clutter = build_course.clutter(executed)
-    first, second = build_course.numeric_outputs(first), build_course.numeric_outputs(executed)
+    # (the build drops the speaker-note cells: the lines are compared in order, without their cell numbers)
+    first, second = _without_cell_numbers(build_course.numeric_outputs(first)), \
+        _without_cell_numbers(build_course.numeric_outputs(executed))
     assert first, f"{path.name} printed no metrics"
     differ = [(a, b) for a, b in zip(first, second) if a != b]
     assert len(first) == len(second) and not differ, differ[:5]
