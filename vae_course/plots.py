@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
@@ -25,7 +26,7 @@ from vae_course import gaussian, validate
 # The course's colours read for colour-blind learners: matplotlib's "tableau-colorblind10" palette,
 # for the ten digits and as every figure's colour cycle (C0, C1, ...). Digits also differ by marker
 # shape, so a scatter reads without colour at all. Images use one grey scale (ink on white).
-DIGIT_COLORS = tuple(plt.style.library["tableau-colorblind10"]["axes.prop_cycle"].by_key()["color"])
+DIGIT_COLORS = tuple(plt.style.library["petroff10"]["axes.prop_cycle"].by_key()["color"])
 DIGIT_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
 plt.rcParams["axes.prop_cycle"] = plt.cycler(color=DIGIT_COLORS)
 
@@ -190,8 +191,12 @@ def latent_scatter(z, labels, title: str = "Latent codes by digit", dims: tuple[
         fig = ax.figure
     for digit in np.unique(labels):
         pts = z[labels == digit]
-        ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=9, alpha=0.6, color=DIGIT_COLORS[int(digit) % 10],
+        ax.scatter(pts[:, dims[0]], pts[:, dims[1]], s=16, alpha=0.7, color=DIGIT_COLORS[int(digit) % 10],
                    marker=DIGIT_MARKERS[int(digit) % 10], linewidths=0, label=str(digit), rasterized=True)
+    for digit in np.unique(labels):  # each digit's name at the median of its codes: no colour needed to read it
+        middle = np.median(z[labels == digit][:, list(dims)], axis=0)
+        ax.text(*middle, str(digit), fontsize=13, fontweight="bold", ha="center", va="center", color="black",
+                path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
     ax.set_xlabel(f"$z_{dims[0] + 1}$")
     ax.set_ylabel(f"$z_{dims[1] + 1}$")
     ax.set_title(title)
