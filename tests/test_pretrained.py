@@ -201,4 +201,21 @@ def test_arguments_are_checked(cfg):
         pretrained.vae(0, _mnist(0), cfg, n_steps=N_STEPS)
     with pytest.raises(ValueError, match="n_steps"):
         pretrained.vae(2, _mnist(0), cfg, n_steps=0)
-    assert pretrained.steps(cfg) == 250 and pretrained.steps(dataclasses.replace(cfg, mode="full")) == 4000
+
+
+
+def _digits(n: int) -> Mnist:
+    """n training digits (of one pixel each: only their number matters to the budget)."""
+    return Mnist(train=(torch.zeros(n, 1, 1, 1), torch.zeros(n, dtype=torch.int64)),
+                 test=(torch.zeros(1, 1, 1, 1), torch.zeros(1, dtype=torch.int64)), source="counted digits")
+
+
+@pytest.mark.parametrize("n, fast, full", [(60_000, 250, 4000), (4_500, 250, 1440), (1_000, 250, 320), (100, 40, 40)])
+def test_the_budget_is_capped_at_40_passes_over_the_training_digits(cfg, n, fast, full):
+    """250 / 4,000 optimizer steps, at most train.MAX_PASSES passes of batch 128 over the digits:
+    the cap binds on the offline subset (4,500 digits: 36 steps a pass) and never on full MNIST."""
+    full_cfg = dataclasses.replace(cfg, mode="full")
+    assert pretrained.steps(cfg, _digits(n)) == fast and pretrained.steps(full_cfg, _digits(n)) == full
+    assert train.capped_steps(4000, n) == min(4000, 40 * -(-n // 128))
+    with pytest.raises(ValueError, match="max_passes"):
+        train.capped_steps(4000, n, max_passes=0)

@@ -2,7 +2,7 @@
 
 Two models come back in several notebooks: the 784-400-2 VAE (notebooks 04, 05, 08) and the
 784-400-20 VAE (02, 03, 04, 08), each trained on MNIST's training digits by one recipe: weights
-initialised from ``SEED``, ``steps(cfg)`` Adam steps of batch ``BATCH_SIZE`` at learning rate ``LR``
+initialised from ``SEED``, ``steps(cfg, mnist)`` Adam steps of batch ``BATCH_SIZE`` at learning rate ``LR``
 (``train.fit``, data order and z samples from ``SEED``), the test loss recorded in the history.
 ``vae(latent_dim, mnist, cfg)`` returns the trained model and its ``History``; the first notebook
 that needs a model trains it and saves it, the next ones load it. Each notebook still runs alone
@@ -46,10 +46,12 @@ STEPS = {"fast": 250, "full": 4000}   # optimizer steps, by mode (VAE_COURSE_MOD
 PACKAGE = Path(__file__).resolve().parent
 
 
-def steps(cfg: Settings | None = None) -> int:
-    """The shared models' training budget in optimizer steps for ``cfg``'s mode (250 fast, 4,000
-    full): models compared with them train for as many steps."""
-    return STEPS[(cfg or settings()).mode]
+def steps(cfg: Settings | None, mnist: Mnist) -> int:
+    """The shared models' training budget in optimizer steps on ``mnist``'s training digits: 250 in
+    fast mode, 4,000 in full mode, capped at ``train.MAX_PASSES`` passes over the digits
+    (``train.capped_steps``: 1,440 steps on the 4,500-digit offline subset in full mode; on full
+    MNIST the cap does not bind). Models compared with the shared ones train for as many steps."""
+    return train.capped_steps(STEPS[(cfg or settings()).mode], len(mnist.train[0]), BATCH_SIZE)
 
 
 def untrained_vae(latent_dim: int, cfg: Settings | None = None) -> VAE:
@@ -83,14 +85,14 @@ def vae(latent_dim: int, mnist: Mnist, cfg: Settings | None = None, *,
     """The shared 784-400-``latent_dim`` VAE trained on ``mnist``'s training digits, and its history.
 
     Loaded from the cache (module doc) when an entry with the same key is there; otherwise trained
-    (``steps(cfg)`` optimizer steps, or ``n_steps``), saved, and returned. One line says which.
+    (``steps(cfg, mnist)`` optimizer steps, or ``n_steps``), saved, and returned. One line says which.
 
     Args:
         latent_dim: J, the latent dimensions (the course shares J = 2 and J = 20).
         mnist: the digits from ``vae_course.setup``: trains on ``mnist.train``, records the test
             loss on ``mnist.test`` (nats per example, ``history.test``).
         cfg: the settings (mode, device, cache folder); default ``settings()``.
-        n_steps: optimizer steps; default ``steps(cfg)`` (250 fast, 4,000 full).
+        n_steps: optimizer steps; default ``steps(cfg, mnist)`` (250 fast, 4,000 full, at most 40 passes).
 
     Returns:
         ``(model, history)``: the VAE on ``cfg.device`` in eval mode, and ``train.fit``'s history.
@@ -99,7 +101,7 @@ def vae(latent_dim: int, mnist: Mnist, cfg: Settings | None = None, *,
     if not isinstance(mnist, Mnist):
         raise TypeError(f"mnist: expected the Mnist that vae_course.setup returns, got {type(mnist).__name__}")
     cfg = cfg or settings()
-    n_steps = steps(cfg) if n_steps is None else validate.positive_int(n_steps, "n_steps")
+    n_steps = steps(cfg, mnist) if n_steps is None else validate.positive_int(n_steps, "n_steps")
     model = untrained_vae(latent_dim, cfg)
     key = cache_key(model, mnist, cfg, n_steps)
     name = f"784-400-{model.latent_dim} VAE"
