@@ -1283,8 +1283,8 @@ def dequantize(images: torch.Tensor, generator: torch.Generator | None = None) -
 def keep_labels(labels: torch.Tensor, per_class: int | None, seed: int = 0) -> torch.Tensor:
     """Labels for semi-supervised learning (notebook 09): ``per_class`` labels of each class kept,
     chosen at random (seeded), every other label replaced by -1 ("unlabelled",
-    ``models.UNLABELLED``). ``per_class=None`` keeps them all. Balanced, as in Kingma et al.
-    (2014), Sec. 4.2: 100 labels on MNIST are 10 per digit.
+    ``models.UNLABELLED``). ``per_class=None`` keeps them all. Balanced: 100 labels on MNIST (the
+    smallest labelled set of Kingma et al. 2014, Table 1) are 10 per digit.
 
     Args:
         labels: ``(N,)`` int64 labels in ``[0, C)``.

@@ -574,7 +574,7 @@ class M2VAE(CVAE):
     Args: as ``CVAE`` (``num_classes`` >= 2; the classifier has the encoder's ``hidden_dims``),
     plus ``alpha`` (>= 0): the weight of ``-log q(y|x)`` on each labelled digit. The paper's
     objective sums the bounds over the data set and weighs the *mean* classification loss over
-    labelled digits by ``0.1 N`` (Sec. 4.2); per digit that is
+    labelled digits by ``0.1 N`` (Sec. 3.1.2, after eq. 9); per digit that is
     ``alpha = 0.1 N / N_labelled`` (``paper_alpha``).
     """
 
@@ -596,7 +596,7 @@ class M2VAE(CVAE):
     @staticmethod
     def paper_alpha(n_examples: int, n_labelled: int) -> float:
         """``alpha`` per labelled digit matching the paper's ``alpha = 0.1 N`` (Kingma et al. 2014,
-        Sec. 4.2), whose objective (eq. 9) sums the bounds over all N digits and adds ``0.1 N`` times
+        Sec. 3.1.2), whose objective (eq. 9) sums the bounds over all N digits and adds ``0.1 N`` times
         the *mean* of ``-log q(y|x)`` over the labelled ones: ``0.1 * n_examples / n_labelled``."""
         n_examples = validate.positive_int(n_examples, "n_examples")
         n_labelled = validate.integer(n_labelled, "n_labelled", low=1, high=n_examples)
