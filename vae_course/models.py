@@ -575,7 +575,8 @@ class M2VAE(CVAE):
     plus ``alpha`` (>= 0): the weight of ``-log q(y|x)`` on each labelled digit. The paper's
     objective sums the bounds over the data set and weighs the *mean* classification loss over
     labelled digits by ``0.1 N`` (Sec. 3.1.2, after eq. 9); per digit that is
-    ``alpha = 0.1 N / N_labelled`` (``paper_alpha``).
+    ``alpha = 0.1 N / N_labelled`` (``paper_alpha``). Implementations weigh each labelled digit by
+    tens instead (Pyro's SS-VAE example: 46); notebook 09 uses 46.
     """
 
     def __init__(self, image_shape=MNIST_SHAPE, hidden_dims=(400,), latent_dim=20,
