@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from vae_course import data, evaluate, gaussian, linear_gaussian, losses, models, numpy_vae, plots, train, widgets  # noqa: E402
+from vae_course import data, evaluate, gaussian, linear_gaussian, losses, models, numpy_vae, plots, stats, train, widgets  # noqa: E402
 
 SHAPE = (1, 4, 4)
 
@@ -123,6 +123,10 @@ CASES = {
     "load_mnist plain http": (lambda: data.load_mnist(mirrors="http://example.com/"), ValueError, "mirrors"),
     "add_gaussian_noise std": (lambda: data.add_gaussian_noise(X, -0.1), ValueError, "std"),
     "image_grid 5-D images": (lambda: plots.image_grid(torch.rand(2, 1, 1, 4, 4)), ValueError, "images"),
+    "mean_and_stderr no values": (lambda: stats.mean_and_stderr([]), ValueError, "values"),
+    "mean_and_stderr not numbers": (lambda: stats.mean_and_stderr(["a", "b"]), ValueError, "values"),
+    "CVAE sample label np.int64 out of range": (lambda: _cvae().sample(2, np.int64(3)), ValueError, "y"),
+    "CVAE sample label float": (lambda: _cvae().sample(2, 1.0), ValueError, "y"),
 }
 
 _TMP = []
@@ -246,6 +250,12 @@ ACCEPTED = {
         lambda: numpy_vae.make_vae(hidden=5, decoder_std=0.25, seed=2).encoder.layers[1].params["W"]),
     "ConvVAE channels np.int64": (lambda: repr(models.ConvVAE(image_shape=(1, 12, 12), channels=(np.int64(4), 8), latent_dim=2).config),
                                   lambda: repr(models.ConvVAE(image_shape=(1, 12, 12), channels=(4, 8), latent_dim=2).config)),
+    "CVAE sample y np.int64": (lambda: _cvae().sample(2, np.int64(1), generator=torch.Generator().manual_seed(0)),
+                               lambda: _cvae().sample(2, 1, generator=torch.Generator().manual_seed(0))),
+    "CVAE sample y 0-d tensor": (lambda: _cvae().sample(2, torch.tensor(2), generator=torch.Generator().manual_seed(0)),
+                                 lambda: _cvae().sample(2, 2, generator=torch.Generator().manual_seed(0))),
+    "mean_and_stderr of a list and an array": (lambda: torch.stack(stats.mean_and_stderr([1.0, 2.0, 4.0])),
+                                               lambda: torch.stack(stats.mean_and_stderr(np.array([1.0, 2.0, 4.0])))),
     "kl_explorer mu np.float64, sigma 0-d tensor": (lambda: _kl_explorer(mu=np.float64(1.5), sigma=torch.tensor(0.5)),
                                                     lambda: _kl_explorer(mu=1.5, sigma=0.5)),
 }

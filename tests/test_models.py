@@ -349,7 +349,7 @@ def test_cvae_bad_labels_name_y():
     _raises(ValueError, "y", model.reconstruct, x)
     _raises(ValueError, "y", model.sample, 2)
     _raises(ValueError, "y", model.sample, 2, y=10)
-    _raises(TypeError, "y", model.sample, 2, y="3")
+    _raises(ValueError, "y", model.sample, 2, y="3")  # as every number validate checks: ValueError naming it
     _raises(ValueError, "y", model.sample, 2, y=torch.tensor([1, 2, 3]))
 
 

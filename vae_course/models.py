@@ -373,11 +373,12 @@ class VAE(_Base):
     def sample(self, n: int, y: Tensor | int | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``n`` images in [0, 1] decoded from z drawn from the prior: ``(n, *image_shape)``.
 
-        ``y``: for a CVAE the class of every image (an int) or of each (an ``(n,)`` int64 tensor);
-        None for a model that takes no labels."""
+        ``y``: for a CVAE the class of every image (an int, NumPy integer or 0-d tensor) or of each
+        (an ``(n,)`` int64 tensor); None for a model that takes no labels. Raises ValueError or
+        TypeError naming ``n`` or ``y`` for a bad count or label."""
         n = validate.positive_int(n, "n")
-        if isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y, dtype=torch.int64)
+        if y is not None and not (isinstance(y, Tensor) and y.dim() > 0):  # one class for every image (int, NumPy or 0-d tensor)
+            y = torch.full((n,), validate.integer(y, "y"), dtype=torch.int64)
         y = self.check_labels(y, n)
         z = self.sample_prior(n, generator)
         return self.to_pixels(self._decode(z, None if y is None else y.to(self.device)))

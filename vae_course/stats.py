@@ -22,12 +22,22 @@ def mean_and_stderr(values: Tensor, dim: int = 0) -> tuple[Tensor, Tensor]:
 
     Args:
         values: a floating-point tensor, e.g. ``(n,)`` per-example nats or ``(S, N)`` Monte Carlo
-            samples for N examples.
+            samples for N examples (a NumPy array or a list of numbers is turned into a float64 tensor).
         dim: the dimension that holds the n repeated values.
 
     Returns:
         ``(mean, stderr)``: two tensors of ``values``' shape without ``dim``, in its units.
+
+    Raises:
+        ValueError: no values along ``dim``, or values that are not numbers (the message names ``values``).
     """
+    if not isinstance(values, Tensor):
+        try:
+            values = torch.as_tensor(values, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"values: expected a tensor, array or list of numbers, got {type(values).__name__}") from err
+    if values.dim() == 0 or values.shape[dim] == 0:
+        raise ValueError(f"values: expected at least one value along dim {dim}, got shape {tuple(values.shape)}")
     n = values.shape[dim]
     mean = values.mean(dim)
     if n < 2:
