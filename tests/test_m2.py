@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -166,6 +167,11 @@ def test_shapes():
     assert all(p.shape == (7,) for p in model.loss(x, y))
     assert all(p.shape == (7,) for p in model.loss(x))
     assert model.sample(4, generator=_gen(0)).shape == model.sample(4, 1).shape == (4, *SHAPE)
+    assert model.sample(2, np.int64(2)).shape == model.sample(2, torch.tensor(0)).shape == (2, *SHAPE)
+    with pytest.raises(ValueError, match=r"y: expected an integer"):
+        model.sample(2, "3")
+    with pytest.raises(ValueError, match=r"y: expected labels in \[0, 2\]"):
+        model.sample(2, -1)
     recon, kl = model._all_label_parts(x, x)
     assert recon.shape == kl.shape == (7, C)
     assert model.config["alpha"] == 1.0 and models.M2VAE(**model.config).num_classes == C

@@ -683,8 +683,8 @@ class M2VAE(CVAE):
         n = validate.positive_int(n, "n")
         if y is None:
             y = torch.randint(0, self.num_classes, (n,), generator=generator)
-        elif isinstance(y, int) and not isinstance(y, bool):
-            y = torch.full((n,), y, dtype=torch.int64)
+        elif not (isinstance(y, Tensor) and y.dim() > 0):  # one class for every image (int, NumPy or 0-d tensor)
+            y = torch.full((n,), validate.integer(y, "y"), dtype=torch.int64)
         y = self.check_known_labels(y, n)
         z = self.sample_prior(n, generator)
         return self.to_pixels(self._decode(z, y.to(self.device)))
