@@ -6,6 +6,7 @@ that hangs, and reports bad input (wrong type, wrong shape, a function that rais
 BadAnswer. And the bug hunts' fixed twins match vae_course.losses while the broken versions do not."""
 from __future__ import annotations
 
+import copy
 import math
 import re
 import signal
@@ -238,6 +239,18 @@ def images():
 # the recognised mistake depends on the random shapes drawn)
 
 
+def unlabelled_elbo(elbo_xy, logits):
+    """09.2's solution: sum_y q(y|x) ELBO(x, y) + H(q(y|x))."""
+    log_q = torch.log_softmax(logits, dim=1)
+    return (log_q.exp() * (elbo_xy - log_q)).sum(1)
+
+
+def _unlabelled_in_place(elbo_xy, logits):
+    log_q = torch.log_softmax(logits, 1)
+    elbo_xy -= log_q
+    return (log_q.exp() * elbo_xy).sum(1)
+
+
 def battery(vae, cvae, images):
     x_data, y_data = images
     return {
@@ -397,12 +410,31 @@ def battery(vae, cvae, images):
                    "uses_the_notebooks_cvae": (lambda c, x, ye, yd: relabel_decode(cvae, x, ye, yd),
                                                "did not use the cvae")},
             wrong_shape=lambda c, x, ye, yd: relabel_decode(c, x, ye, yd).flatten(1)),
+        "unlabelled_elbo": dict(
+            check=checks.unlabelled_elbo,
+            right={"solution": unlabelled_elbo,
+                   "float64": lambda e, l: unlabelled_elbo(e.double(), l.double()),
+                   "in_place_on_elbo": _unlabelled_in_place,
+                   "categorical": lambda e, l: (torch.softmax(l, 1) * e).sum(1)
+                   + torch.distributions.Categorical(logits=l).entropy()},
+            wrong={"no_entropy": (lambda e, l: (torch.softmax(l, 1) * e).sum(1), "a term is missing"),
+                   "entropy_sign": (lambda e, l: 2 * (torch.softmax(l, 1) * e).sum(1) - unlabelled_elbo(e, l),
+                                    "wrong sign"),
+                   "equal_weights": (lambda e, l: e.mean(1) + torch.distributions.Categorical(logits=l).entropy(),
+                                     "weighted equally"),
+                   "negative": (lambda e, l: -unlabelled_elbo(e, l), "flipped"),
+                   "log_of_softmax": (lambda e, l: (torch.softmax(l, 1) * (e - torch.softmax(l, 1).log())).sum(1),
+                                      "log_softmax"),
+                   "entropy_in_bits": (lambda e, l: (torch.softmax(l, 1) * e).sum(1)
+                                       + torch.distributions.Categorical(logits=l).entropy() / math.log(2), None),
+                   "zeroes_logits": (lambda e, l: (l.zero_(), unlabelled_elbo(e, l))[1], None)},
+            wrong_shape=lambda e, l: unlabelled_elbo(e, l)[:, None]),
     }
 
 
 NAMES = ["mask_noise", "bughunt_grayscale_bernoulli", "kl_diagonal", "bughunt_mean_over_pixels",
          "bughunt_logvar_as_logstd", "bughunt_variance_sampling", "bughunt_posterior_mean_loss", "one_hot",
-         "relabel_decode"]
+         "relabel_decode", "unlabelled_elbo"]
 RIGHT_IDS = [(name, style) for name, case in battery(None, None, (None, None)).items() for style in case["right"]]
 WRONG_IDS = [(name, wrong) for name, case in battery(None, None, (None, None)).items() for wrong in case["wrong"]]
 
@@ -662,6 +694,9 @@ def test_model_checks_leave_the_notebooks_model_untouched(vae, cvae, images):
 
 # (check, right answer(s), [(nearby wrong answer(s), words expected in the hint, or None)])
 NUMBER_CASES = [
+    (checks.tie_entropy, (math.log(2),),
+     [((-math.log(2),), "sign"), ((1.0,), "bits"), ((math.log10(2),), "base 10"), ((math.log(2) / 2,), "one label"),
+      ((math.log(10),), "undecided"), ((0.0,), "certain"), ((math.log(3),), None)]),
     (checks.bce_of_blank_decoder, (784 * LN2,),
      [((784.0,), "bits"), ((784 * math.log10(2),), "base 10"), ((LN2,), "one pixel"), ((-784 * LN2,), "negative"),
       ((392 * LN2,), None), ((1568 * LN2,), None)]),
@@ -1020,3 +1055,53 @@ def test_numbers_of_other_libraries_are_converted():
     for bad in (sympy.Symbol("x"), "543.4", 543 + 0j):
         with pytest.raises(checks.BadAnswer, match="expected a number"):
             checks.bce_of_blank_decoder(bad)
+
+
+# --- 09.3: the renamed M2 is a model, so it has its own test -------------------------------------
+
+def permuted(model, perm):
+    """09.3's solution: label y of ``model`` is called perm[y] in the copy."""
+    new, inverse = copy.deepcopy(model), torch.argsort(perm)
+    with torch.no_grad():
+        last = new.classifier[-1]
+        last.weight.copy_(last.weight[inverse])
+        last.bias.copy_(last.bias[inverse])
+        for layer, offset in ((new.encoder[0], new.input_dim), (new.decoder[0], new.latent_dim)):
+            layer.weight[:, offset:] = layer.weight[:, offset:][:, inverse]
+    return new
+
+
+def _permuted_only(parts):
+    def rename(model, perm):
+        new, inverse, old = copy.deepcopy(model), torch.argsort(perm), permuted(model, perm)
+        with torch.no_grad():
+            for name in parts:
+                getattr(new, name).load_state_dict(getattr(old, name).state_dict())
+        return new
+    return rename
+
+
+def _permuted_in_place(model, perm):
+    renamed = permuted(model, perm)
+    model.load_state_dict(renamed.state_dict())
+    return model
+
+
+def test_permuted_labels_passes_a_renamed_copy_and_names_each_slip(capsys):
+    torch.manual_seed(0)
+    m2 = models.M2VAE(image_shape=(1, 6, 6), hidden_dims=(8,), latent_dim=2, num_classes=10)
+    before = copy.deepcopy(m2.state_dict())
+    assert checks.permuted_labels(permuted, m2) is None and "✓" in capsys.readouterr().out
+    wrongs = {"the other way round": lambda m, p: permuted(m, torch.argsort(p)),
+              "classifier is unchanged": _permuted_only(("encoder", "decoder")),
+              "decoder is unchanged": _permuted_only(("classifier", "encoder")),
+              "encoder is unchanged": _permuted_only(("classifier", "decoder")),
+              "changed the model it was given": _permuted_in_place}
+    for words, fn in wrongs.items():
+        with pytest.raises(checks.NotYet, match=words):
+            checks.permuted_labels(fn, m2)
+    with pytest.raises(checks.BadAnswer, match="should return a model"):
+        checks.permuted_labels(lambda m, p: None, m2)
+    with pytest.raises(checks.BadAnswer, match="`model`: expected the notebook's trained M2"):
+        checks.permuted_labels(permuted, models.VAE(latent_dim=2))
+    assert all(torch.equal(before[k], v) for k, v in m2.state_dict().items()), "the notebook's model is never changed"

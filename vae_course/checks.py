@@ -1,6 +1,6 @@
 """Checks for the course's exercises: immediate feedback, never the answer.
 
-Each exercise at the end of notebooks 01-05 has one check here, named after what it checks
+Each checked exercise at the end of notebooks 01-05 and 09 has one check here, named after what it checks
 (``checks.kl_by_hand(value)``, ``checks.kl_diagonal(fn)``, ...); the exercise's statement says which
 one to call. A check takes your answer (a number, or a function you wrote) and
 
@@ -83,6 +83,8 @@ __all__ = [
     "estimator_variances", "bughunt_variance_sampling", "bughunt_posterior_mean_loss",
     # 05
     "label_information", "one_hot", "relabel_decode",
+    # 09
+    "tie_entropy", "unlabelled_elbo", "permuted_labels",
 ]
 
 TIME_LIMIT_S = 30.0
@@ -1137,6 +1139,129 @@ def relabel_decode(fn, cvae, x, y) -> None:
     answer.fail("not a slip this check recognises. Go through the statement's steps one at a time: which "
                 "labels the encoder gets, which part of its output you keep, which labels the decoder gets, "
                 "and what turns the decoder's output into pixels.")
+
+
+# ----------------------------------------------------------------------------------------------
+# 09 · The semi-supervised VAE (M2)
+# ----------------------------------------------------------------------------------------------
+
+def tie_entropy(value) -> None:
+    """09.1: the entropy term H(q(y|x)), in nats, of a classifier torn between two labels: 1/2 each,
+    0 for the other eight."""
+    __tracebackhide__ = True
+    ex = "09.1"
+    v, answer = _number(value, "entropy_nats", ex), math.log(2)
+    if _close(v, answer):
+        return _passed(ex, "A classifier torn between two labels adds the entropy of a coin toss; the eight labels it "
+                           "rules out add nothing (0 log 0 = 0), so the bound cannot reward them.")
+    if _close(v, -answer):
+        _not_yet(ex, "right size, wrong sign: an entropy, -Σ q log q, is never negative.")
+    if _close(v, 1.0):
+        _not_yet(ex, "that is in bits; nats use the natural logarithm.")
+    if _close(v, answer / math.log(10)):
+        _not_yet(ex, "that is log base 10; nats use the natural logarithm.")
+    if _close(v, answer / 2):
+        _not_yet(ex, "that is one label's term; the entropy sums the term over the labels.")
+    if _close(v, math.log(10)):
+        _not_yet(ex, "that is an undecided classifier, 1/10 on every label; this one splits its mass between two.")
+    if _close(v, 0.0):
+        _not_yet(ex, "zero is the entropy of a certain classifier (all its mass on one label); this one hesitates.")
+    _not_yet(ex, "not a slip this check recognises. Write H(q) = -Σ_y q(y) log q(y) over the ten labels; a label "
+                 "with q(y) = 0 contributes 0.")
+
+
+def _unlabelled_elbo(elbo_xy: Tensor, logits: Tensor) -> Tensor:
+    """ELBO(x) = Σ_y q(y|x) ELBO(x, y) + H(q(y|x)) (Kingma et al. 2014, eq. 7), float64."""
+    log_q = torch.log_softmax(logits.double(), dim=1)
+    return (log_q.exp() * (elbo_xy.double() - log_q)).sum(1)
+
+
+@_keeps_random_state
+def unlabelled_elbo(fn) -> None:
+    """09.2: ``fn(elbo_xy, logits)`` -> (N,) the unlabelled bound ELBO(x), in nats.
+
+    Tested on three fresh batches (new sizes, bounds and logits; one row with a classifier so
+    confident that its softmax rounds to 0 for the other labels), against the formula above."""
+    __tracebackhide__ = True
+    answer = _Answer(fn, "unlabelled_elbo", "09.2", ("elbo_xy", "logits"))
+    g = _fresh_generator()
+    for _ in range(3):
+        n = _randint(g, 4, 12)
+        elbo_xy = -(100 + 150 * torch.rand(n, 10, generator=g))      # each label's bound, nats
+        logits = 3 * torch.randn(n, 10, generator=g)
+        logits[0, _randint(g, 0, 9)] = 200.0                          # one confident classifier
+        want = _unlabelled_elbo(elbo_xy, logits)
+        out = answer(elbo_xy, logits)
+        out = answer.tensor(out, (n,))
+        if _matches(out, want, rtol=1e-6, atol=1e-3):
+            continue
+        if _not_finite(out):
+            answer.fail("a NaN or inf: with a confident classifier, the log of a softmax that rounded to 0 is -inf; "
+                        "take log q from torch.log_softmax.")
+        q, log_q = torch.softmax(logits.double(), 1), torch.log_softmax(logits.double(), 1)
+        average, entropy = (q * elbo_xy.double()).sum(1), -(q * log_q).sum(1)
+        if _matches(out, average, rtol=1e-6, atol=1e-3):
+            answer.fail("the weighted average of the labels' bounds is there; a term is missing.")
+        if _matches(out, average - entropy, rtol=1e-6, atol=1e-3):
+            answer.fail("the entropy term has the wrong sign: an undecided classifier raises the bound.")
+        if _matches(out, elbo_xy.double().mean(1) + entropy, rtol=1e-6, atol=1e-3):
+            answer.fail("each label's bound is weighted equally: weight it by the classifier's probability of that label.")
+        if _matches(out, -want, rtol=1e-6, atol=1e-3):
+            answer.fail("the sign of the whole bound is flipped: return the bound, not its negative.")
+        answer.fail("not a slip this check recognises. Check the two parts separately: the average of the labels' "
+                    "bounds under q(y|x), and the entropy of q(y|x).")
+    return answer.passed("Your ELBO(x) is the classifier-weighted average of the labels' bounds plus its entropy.")
+
+
+@_keeps_random_state
+def permuted_labels(fn, model) -> None:
+    """09.3: ``fn(model, perm)`` -> a copy of an M2 model whose label ``y`` is called ``perm[y]``.
+
+    ``model``: the notebook's trained M2. The check draws a fresh permutation and random images and
+    codes, calls ``fn`` on a copy of the model, and compares the copy with the model: the classifier
+    gives ``perm[y]`` the probability the model gave ``y``; the encoder and decoder read ``perm[y]`` as
+    the model read ``y``; the model itself is unchanged."""
+    __tracebackhide__ = True
+    ex = "09.3"
+    if not all(callable(getattr(model, name, None)) for name in ("class_logits", "encode", "decode")):
+        _bad(ex, f"`model`: expected the notebook's trained M2 (class_logits, encode and decode), got {_describe(model)}")
+    answer = _Answer(fn, "permuted", ex, ("model", "perm"))
+    g = _fresh_generator()
+    c = model.num_classes
+    perm = torch.randperm(c, generator=g)
+    while bool((perm == torch.arange(c)).any()):                     # every label renamed, so no slip hides
+        perm = torch.randperm(c, generator=g)
+    device = next(model.parameters()).device
+    x = torch.rand(12, *model.image_shape, generator=g).to(device)
+    z = torch.randn(12, model.latent_dim, generator=g).to(device)
+    new = answer(model, perm)
+    if not all(callable(getattr(new, name, None)) for name in ("class_logits", "encode", "decode")):
+        answer.bad(f"`permuted` should return a model (a copy of the M2), got {_describe(new)}")
+    if answer.changed:   # it renamed the labels of the model it was given: the notebook's model would be lost
+        _not_yet(ex, "your function changed the model it was given (here a copy, so the notebook's model is safe): "
+                     "rename the labels of a copy (copy.deepcopy) and return the copy.")
+    perm_d, inverse = perm.to(device), torch.argsort(perm).to(device)
+    with torch.no_grad():
+        q_old, q_new = torch.softmax(model.class_logits(x), 1), torch.softmax(new.class_logits(x), 1)
+        classifier_ok = _matches(q_new[:, perm_d].cpu(), q_old.cpu(), rtol=1e-4, atol=1e-5)
+        if not classifier_ok and _matches(q_new[:, inverse].cpu(), q_old.cpu(), rtol=1e-4, atol=1e-5):
+            answer.fail("your classifier renames the labels the other way round: label y must become perm[y], "
+                        "so the new row perm[y] is the old row y.")
+        if not classifier_ok and _matches(q_new.cpu(), q_old.cpu(), rtol=1e-4, atol=1e-5):
+            answer.fail("the classifier is unchanged: its last layer's rows must be renamed too.")
+        if not classifier_ok:
+            answer.fail("the classifier does not give perm[y] what the old one gave y; look at its last layer's rows.")
+        for part, run in (("decoder", lambda m, y: m.decode(z, y)), ("encoder", lambda m, y: m.encode(x, y)[0])):
+            for y in range(c):
+                old_y = torch.full((12,), y, dtype=torch.int64, device=device)
+                if not _matches(run(new, perm_d[old_y]).cpu(), run(model, old_y).cpu(), rtol=1e-4, atol=1e-4):
+                    unchanged = _matches(run(new, old_y).cpu(), run(model, old_y).cpu(), rtol=1e-4, atol=1e-4)
+                    answer.fail(f"the {part} is unchanged: the columns of its first layer that read the label must be "
+                                "renamed too." if unchanged else
+                                f"the {part} does not read label perm[y] as the old one read y; look at the columns of "
+                                "its first layer that read the label, and in which direction you rename them.")
+    return answer.passed("The copy is the same model with its labels renamed: the classifier, the encoder and the "
+                         "decoder all agree with the original under the new names.")
 
 
 # ----------------------------------------------------------------------------------------------
