@@ -177,6 +177,18 @@ def _close(a: float, b: float, rel: float = 0.01, abs_tol: float = 1e-3) -> bool
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
 
 
+def _judge(exercise: str, value: float, answer: float, praise: str, slips: list[tuple[float, str]], general: str) -> None:
+    """A number check: passes when ``value`` is ``answer`` (within 1 %); else gives the hint of the first
+    recognised slip (a wrong value a learner reaches, and what it means), else the ``general`` hint."""
+    __tracebackhide__ = True
+    if _close(value, answer):
+        return _passed(exercise, praise)
+    for slip, hint in slips:
+        if _close(value, slip):
+            _not_yet(exercise, hint)
+    _not_yet(exercise, "not a slip this check recognises. " + general)
+
+
 def _matches(a: Tensor, b: Tensor, rtol: float = 1e-4, atol: float = 1e-4) -> bool:
     return bool(torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol))
 
@@ -831,18 +843,12 @@ def kl_diagonal(fn) -> None:
 def effective_beta(value) -> None:
     """03.3: the KL weight (beta) that the broken loss (mean over pixels) amounts to, for 28x28 images."""
     __tracebackhide__ = True
-    ex = "03.3"
-    v = _number(value, "beta", ex)
-    if _close(v, 784.0):
-        return _passed(ex, "Dividing the reconstruction by the number of pixels is the same as multiplying the KL by it.")
-    if _close(v, 1 / 784):
-        _not_yet(ex, "upside down: divide the whole broken loss by its reconstruction's factor; which term grows?")
-    if _close(v, 28.0):
-        _not_yet(ex, "count all the pixels of a 28 x 28 image, not one row.")
-    if _close(v, 1.0):
-        _not_yet(ex, "the two losses are not the same: the broken one divides one of the terms.")
-    _not_yet(ex, "not a slip this check recognises. Write the broken loss as c * (sum over pixels) + KL and "
-                 "multiply it by 1/c.")
+    _judge("03.3", _number(value, "beta", "03.3"), 784.0,
+           "Dividing the reconstruction by the number of pixels is the same as multiplying the KL by it.",
+           [(1 / 784, "upside down: divide the whole broken loss by its reconstruction's factor; which term grows?"),
+            (28.0, "count all the pixels of a 28 x 28 image, not one row."),
+            (1.0, "the two losses are not the same: the broken one divides one of the terms.")],
+           "Write the broken loss as c * (sum over pixels) + KL and multiply it by 1/c.")
 
 
 @_keeps_random_state
@@ -1038,20 +1044,14 @@ def bughunt_posterior_mean_loss(fn, model, x) -> None:
 def label_information(value) -> None:
     """05.1: how many nats lower -log p(x|y) is than -log p(x), for a perfect classifier and 10 balanced classes."""
     __tracebackhide__ = True
-    ex = "05.1"
-    v, answer = _number(value, "value", ex), math.log(10)
-    if _close(v, answer):
-        return _passed(ex, "log p(x|y) - log p(x) = log p(y|x) - log p(y).")
-    if _close(v, -answer):
-        _not_yet(ex, "right size, wrong sign: the question asks how much *lower* -log p(x|y) is, a positive number.")
-    if _close(v, 1.0):
-        _not_yet(ex, "that is log base 10; nats use the natural logarithm.")
-    if _close(v, answer / math.log(2)):
-        _not_yet(ex, "that is in bits; nats use the natural logarithm.")
-    if _close(v, 0.0):
-        _not_yet(ex, "the label is not free information: use Bayes' rule, p(x|y) = p(y|x) p(x) / p(y).")
-    _not_yet(ex, "not a slip this check recognises. Bayes' rule links p(x|y), p(x), p(y|x) and p(y): take its "
-                 "logarithm, and use what the statement says about the classifier and the classes.")
+    answer = math.log(10)
+    _judge("05.1", _number(value, "value", "05.1"), answer, "log p(x|y) - log p(x) = log p(y|x) - log p(y).",
+           [(-answer, "right size, wrong sign: the question asks how much *lower* -log p(x|y) is, a positive number."),
+            (1.0, "that is log base 10; nats use the natural logarithm."),
+            (answer / math.log(2), "that is in bits; nats use the natural logarithm."),
+            (0.0, "the label is not free information: use Bayes' rule, p(x|y) = p(y|x) p(x) / p(y).")],
+           "Bayes' rule links p(x|y), p(x), p(y|x) and p(y): take its logarithm, and use what the statement says "
+           "about the classifier and the classes.")
 
 
 @_keeps_random_state
@@ -1149,25 +1149,17 @@ def tie_entropy(value) -> None:
     """09.1: the entropy term H(q(y|x)), in nats, of a classifier torn between two labels: 1/2 each,
     0 for the other eight."""
     __tracebackhide__ = True
-    ex = "09.1"
-    v, answer = _number(value, "entropy_nats", ex), math.log(2)
-    if _close(v, answer):
-        return _passed(ex, "A classifier torn between two labels adds the entropy of a coin toss; the eight labels it "
-                           "rules out add nothing (0 log 0 = 0), so the bound cannot reward them.")
-    if _close(v, -answer):
-        _not_yet(ex, "right size, wrong sign: an entropy, -Σ q log q, is never negative.")
-    if _close(v, 1.0):
-        _not_yet(ex, "that is in bits; nats use the natural logarithm.")
-    if _close(v, answer / math.log(10)):
-        _not_yet(ex, "that is log base 10; nats use the natural logarithm.")
-    if _close(v, answer / 2):
-        _not_yet(ex, "that is one label's term; the entropy sums the term over the labels.")
-    if _close(v, math.log(10)):
-        _not_yet(ex, "that is an undecided classifier, 1/10 on every label; this one splits its mass between two.")
-    if _close(v, 0.0):
-        _not_yet(ex, "zero is the entropy of a certain classifier (all its mass on one label); this one hesitates.")
-    _not_yet(ex, "not a slip this check recognises. Write H(q) = -Σ_y q(y) log q(y) over the ten labels; a label "
-                 "with q(y) = 0 contributes 0.")
+    answer = math.log(2)
+    _judge("09.1", _number(value, "entropy_nats", "09.1"), answer,
+           "A classifier torn between two labels adds the entropy of a coin toss; the eight labels it rules out add "
+           "nothing (0 log 0 = 0), so the bound cannot reward them.",
+           [(-answer, "right size, wrong sign: an entropy, -Σ q log q, is never negative."),
+            (1.0, "that is in bits; nats use the natural logarithm."),
+            (answer / math.log(10), "that is log base 10; nats use the natural logarithm."),
+            (answer / 2, "that is one label's term; the entropy sums the term over the labels."),
+            (math.log(10), "that is an undecided classifier, 1/10 on every label; this one splits its mass between two."),
+            (0.0, "zero is the entropy of a certain classifier (all its mass on one label); this one hesitates.")],
+           "Write H(q) = -Σ_y q(y) log q(y) over the ten labels; a label with q(y) = 0 contributes 0.")
 
 
 def _unlabelled_elbo(elbo_xy: Tensor, logits: Tensor) -> Tensor:
