@@ -1,6 +1,6 @@
-"""The course's five models: Autoencoder, VAE, CVAE and MixturePriorVAE with MLP encoders and
-decoders, and ConvVAE with convolutional ones. All answer the same interface (``_Base``); so does
-the semi-supervised M2VAE (notebook 09), a CVAE with a classifier q(y|x).
+"""The course's six models: Autoencoder, VAE, CVAE and MixturePriorVAE with MLP encoders and
+decoders, ConvVAE with convolutional ones, and the semi-supervised M2VAE (notebook 09), a CVAE
+with a classifier q(y|x). All answer the same interface (``_Base``).
 
 Names follow pytorch/examples' VAE: ``encode``, ``reparameterize``, ``decode``. Decoders return
 *logits* (Bernoulli likelihood) or *means* (Gaussian likelihood); the sigmoid is applied only
@@ -64,7 +64,7 @@ def _received(value) -> str:
 
 
 class _Base(nn.Module):
-    """What all five models share: their configuration, the one interface (below), input checks
+    """What all the models share: their configuration, the one interface (below), input checks
     and display helpers.
 
     The interface. Every model answers ``encode(x, y=None)``, ``decode(z, y=None)``,

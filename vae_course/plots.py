@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 
 from vae_course import gaussian, validate
 
-# The course's colours read for colour-blind learners: matplotlib's "tableau-colorblind10" palette,
+# The course's colours read for colour-blind learners: matplotlib's "petroff10" palette (Petroff 2021),
 # for the ten digits and as every figure's colour cycle (C0, C1, ...). Digits also differ by marker
 # shape, so a scatter reads without colour at all. Images use one grey scale (ink on white).
 DIGIT_COLORS = tuple(plt.style.library["petroff10"]["axes.prop_cycle"].by_key()["color"])

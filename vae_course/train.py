@@ -1,4 +1,4 @@
-"""The one training loop of the course, for all five models (``vae_course.models``).
+"""The one training loop of the course, for all the models (``vae_course.models``).
 
 ``fit`` reads like the plain PyTorch loop it is (notebook 04 runs that loop by hand and checks
 that ``fit`` gives the same weights)::
