@@ -1096,7 +1096,8 @@ def test_permuted_labels_passes_a_renamed_copy_and_names_each_slip(capsys):
               "classifier is unchanged": _permuted_only(("encoder", "decoder")),
               "decoder is unchanged": _permuted_only(("classifier", "encoder")),
               "encoder is unchanged": _permuted_only(("classifier", "decoder")),
-              "changed the model it was given": _permuted_in_place}
+              "changed the model it was given": _permuted_in_place,
+              "did not use the model": lambda m, p: permuted(m2, p)}     # the notebook's model, not its argument
     for words, fn in wrongs.items():
         with pytest.raises(checks.NotYet, match=words):
             checks.permuted_labels(fn, m2)

@@ -1209,8 +1209,9 @@ def unlabelled_elbo(fn) -> None:
 def permuted_labels(fn, model) -> None:
     """09.3: ``fn(model, perm)`` -> a copy of an M2 model whose label ``y`` is called ``perm[y]``.
 
-    ``model``: the notebook's trained M2. The check draws a fresh permutation and random images and
-    codes, calls ``fn`` on a copy of the model, and compares the copy with the model: the classifier
+    ``model``: the notebook's trained M2. The check draws a fresh permutation, random images and
+    codes, and a twin of the model with slightly moved weights; calls ``fn`` on a copy of the twin,
+    and compares the result with the twin: the classifier
     gives ``perm[y]`` the probability the model gave ``y``; the encoder and decoder read ``perm[y]`` as
     the model read ``y``; the model itself is unchanged."""
     __tracebackhide__ = True
@@ -1223,6 +1224,7 @@ def permuted_labels(fn, model) -> None:
     perm = torch.randperm(c, generator=g)
     while bool((perm == torch.arange(c)).any()):                     # every label renamed, so no slip hides
         perm = torch.randperm(c, generator=g)
+    notebook_model, model = model, _twin(model, g, "model", ex)    # a function that ignores `model` shows
     device = next(model.parameters()).device
     x = torch.rand(12, *model.image_shape, generator=g).to(device)
     z = torch.randn(12, model.latent_dim, generator=g).to(device)
@@ -1236,6 +1238,9 @@ def permuted_labels(fn, model) -> None:
     with torch.no_grad():
         q_old, q_new = torch.softmax(model.class_logits(x), 1), torch.softmax(new.class_logits(x), 1)
         classifier_ok = _matches(q_new[:, perm_d].cpu(), q_old.cpu(), rtol=1e-4, atol=1e-5)
+        q_notebook = torch.softmax(notebook_model.class_logits(x), 1)
+        if not classifier_ok and _matches(q_new[:, perm_d].cpu(), q_notebook.cpu(), rtol=1e-4, atol=1e-5):
+            answer.fail(_OTHER_MODEL.format(name="model"))
         if not classifier_ok and _matches(q_new[:, inverse].cpu(), q_old.cpu(), rtol=1e-4, atol=1e-5):
             answer.fail("your classifier renames the labels the other way round: label y must become perm[y], "
                         "so the new row perm[y] is the old row y.")
