@@ -26,19 +26,36 @@ fi
 if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
-# One model cache for both steps: nbval trains the notebooks' shared VAEs once in step 1 (the
-# determinism test retrains them with the cache off), step 2's page build loads them.
-# Shared by the two steps: the model cache, and the fast course build that the determinism test makes
-# and the browser tests read (tests/conftest.py: course_build).
+# Shared by the two steps: the model cache (nbval trains the notebooks' shared VAEs once in step 1,
+# step 2's page build loads them), and the fast course build (tests/conftest.py: course_build) that
+# the determinism test compares with nbval's run and the browser tests read.
 work="$(mktemp -d "${TMPDIR:-/tmp}/vae_course-tests-XXXXXX")"
-trap 'rm -rf "$work"' EXIT
+build_pid=""
+trap '[ -n "$build_pid" ] && kill "$build_pid" 2>/dev/null; rm -rf "$work"' EXIT
 export VAE_COURSE_TEST_BUILD="$work/build"
 if [ -z "${VAE_COURSE_CACHE_DIR:-}" ]; then
     export VAE_COURSE_CACHE_DIR="$work/models"
     mkdir "$VAE_COURSE_CACHE_DIR"
 fi
+# One torch thread per process: the unit tests' tensors are tiny, and the course build (below) and
+# nbval's kernels must do the same arithmetic for the determinism test to compare them.
+threads="${OMP_NUM_THREADS:-1}"
+# The course build runs in the background, on the cores step 1 leaves free (step 1 runs one test at
+# a time): all but one core, one notebook per core, at most 4. The determinism test waits for it.
+cores="$(.venv/bin/python -c 'import os; print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)')"
+jobs=$(( cores > 5 ? 4 : (cores > 1 ? cores - 1 : 1) ))
+echo "test.sh: the fast course build runs in the background ($jobs notebook(s) at a time) while step 1 runs"
+OMP_NUM_THREADS="$threads" VAE_COURSE_MODE=fast VAE_COURSE_OFFLINE=1 VAE_COURSE_CACHE_DIR=off \
+    .venv/bin/python scripts/build_course.py --out "$VAE_COURSE_TEST_BUILD" --jobs "$jobs" > "$work/build.log" 2>&1 &
+build_pid=$!
 status=0
-.venv/bin/python -m pytest -m "not browser" || status=$?
+OMP_NUM_THREADS="$threads" .venv/bin/python -m pytest -m "not browser" || status=$?
+wait "$build_pid" || true   # its failures are the determinism and page tests' to report
+build_pid=""
+if [ ! -f "$VAE_COURSE_TEST_BUILD/summary.json" ]; then
+    echo "test.sh: the background course build wrote no summary; the end of its log:" >&2
+    tail -n 20 "$work/build.log" >&2
+fi
 if [ "$browser" = 0 ]; then
     echo "test.sh: step 2 of 2, the browser tests (headless Chromium)"
     .venv/bin/python -m pytest -m browser || status=$?

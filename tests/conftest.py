@@ -42,14 +42,21 @@ def course_build(tmp_path_factory) -> Path:
     off, so every model is trained. Made once per test command: the determinism test compares it with
     nbval's run (which loaded the shared models), and the browser tests of the pages, the website and
     the slides read it. ``bash scripts/test.sh`` sets ``VAE_COURSE_TEST_BUILD`` to a folder its two
-    steps share, so the browser step reuses the build of the first step. A notebook that fails is
+    steps share and starts the build there in the background, on the core the first step leaves free;
+    this fixture waits for it (the build holds ``.build.lock``), and the browser step reuses it. A notebook that fails is
     reported by its own page test (and by nbval); the build goes on past it."""
+    from vae_course import files
+
     shared = os.environ.get("VAE_COURSE_TEST_BUILD")
     out = Path(shared) if shared else tmp_path_factory.mktemp("course")
-    if not _complete_build(out):
+    out.mkdir(parents=True, exist_ok=True)
+    with files.lock(out / ".build.lock"):   # scripts/test.sh may be building it now, beside step 1: wait for it
+        complete = _complete_build(out)
+    if not complete:
+        # One notebook at a time, with the threads nbval's kernels have: the same arithmetic as nbval's run.
         env = {**os.environ, "VAE_COURSE_MODE": "fast", "VAE_COURSE_OFFLINE": "1", "VAE_COURSE_CACHE_DIR": "off"}
-        run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_course.py"), "--out", str(out)], env=env,
-                             capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        run = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_course.py"), "--out", str(out), "--jobs", "1"],
+                             env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         assert (out / "summary.json").is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     return out
 

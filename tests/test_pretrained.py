@@ -177,6 +177,48 @@ def test_the_cache_can_be_switched_off(cfg, capsys, tmp_path):
     assert not _same(model, pretrained.untrained_vae(2, cfg))
 
 
+_RACER = """
+import sys, time
+from pathlib import Path
+import torch
+from vae_course import pretrained
+from vae_course.config import Mnist, Settings
+g = torch.Generator().manual_seed(0)
+mnist = Mnist(train=(torch.rand(48, 1, 28, 28, generator=g), torch.randint(0, 10, (48,), generator=g)),
+              test=(torch.rand(16, 1, 28, 28, generator=g), torch.randint(0, 10, (16,), generator=g)), source="random")
+cfg = Settings(mode="fast", device=torch.device("cpu"), data_dir=Path(sys.argv[1]) / "data", offline=True,
+               cache_dir=Path(sys.argv[1]) / "cache")
+Path(sys.argv[2]).touch()                      # imported: ready
+while not (Path(sys.argv[1]) / "go").exists():
+    time.sleep(0.01)
+model, _ = pretrained.vae(2, mnist, cfg, n_steps=int(sys.argv[3]))
+torch.save(model.state_dict(), sys.argv[2])
+"""
+
+
+def test_two_processes_asking_at_once_train_the_model_once(cfg, tmp_path):
+    """Notebooks run side by side (scripts/build_course.py --jobs): both start together, one trains
+    (long enough for the other to ask meanwhile), the other waits for it and loads the same weights."""
+    import subprocess
+    import sys
+    import time
+
+    n_steps = 300
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    racers = [subprocess.Popen([sys.executable, "-c", _RACER, str(tmp_path), str(r), str(n_steps)],
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}) for r in ready]
+    while not all(r.exists() for r in ready) and all(p.poll() is None for p in racers):
+        time.sleep(0.01)
+    (tmp_path / "go").touch()
+    outs = [p.communicate(timeout=300)[0] for p in racers]
+    assert all(p.returncode == 0 for p in racers), outs
+    said = sorted("trained" if "and saved it to" in out else "loaded" if "loaded the 784-400-2 VAE" in out else out
+                  for out in outs)
+    assert said == ["loaded", "trained"], outs
+    weights = [torch.load(r, weights_only=True) for r in ready]
+    assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_a_failed_save_leaves_no_partial_file_and_returns_the_model(cfg, capsys, monkeypatch):
     mnist = _mnist(0)
     reference, _ = _trained(mnist, cfg)
@@ -191,7 +233,8 @@ def test_a_failed_save_leaves_no_partial_file_and_returns_the_model(cfg, capsys,
     monkeypatch.setattr(torch, "save", save)
     assert "could not save it to" in capsys.readouterr().out
     assert _same(model, reference)
-    assert list(cfg.cache_dir.iterdir()) == [], "neither a partial entry nor a temporary file is left"
+    left = [p.name for p in cfg.cache_dir.iterdir() if p.name != f".{_entry(cfg).name}.lock"]   # the lock file stays
+    assert left == [], "neither a partial entry nor a temporary file is left"
 
 
 def test_arguments_are_checked(cfg):

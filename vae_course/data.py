@@ -60,11 +60,6 @@ import torch
 from vae_course import files
 from vae_course.config import settings
 
-try:  # inter-process file locks exist on Linux and macOS, not on Windows
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
-
 __all__ = [
     "MIRRORS",
     "MNIST_FILES",
@@ -384,37 +379,6 @@ def _file_kind(info: os.stat_result) -> str:
     return kind
 
 
-@contextlib.contextmanager
-def _lock(own: Path, wait: bool = True):
-    """Hold an exclusive inter-process lock on the package's folder (``fcntl.flock`` on
-    ``LOCK_NAME``); yields True once held.
-
-    Yields False, without locking, where no lock can be had: Windows, a read-only folder, a
-    symbolic link or anything but a regular file at the lock's name (never followed), or, with
-    ``wait=False``, another process holding it. Atomic renames still keep every file whole.
-    """
-    fd = None
-    if fcntl is not None:
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        with contextlib.suppress(OSError):
-            fd = os.open(own / LOCK_NAME, flags, 0o644)
-    if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        fd = None
-    if fd is None:
-        yield False
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-            held = True
-        except BlockingIOError:
-            held = False
-        yield held
-    finally:
-        os.close(fd)  # closing the file releases the lock
-
-
 def _temporary_name(final_names: set[str]) -> re.Pattern:
     """The names ``files.atomic_write`` gives the package's temporary files: ``.<final name>.<8
     random characters>.part``."""
@@ -437,7 +401,7 @@ def _clean_up_interrupted_writes(data_dir: Path, tried: list[str]) -> None:
         return
     finals = {spec.name for pair in MNIST_FILES.values() for spec in pair} | {SUBSET_CACHE}
     pattern = _temporary_name(finals)
-    with _lock(own, wait=False) as held:
+    with files.lock(own / LOCK_NAME, wait=False) as held:
         if not held:
             return
         for path in own.iterdir():
@@ -466,7 +430,7 @@ def _local_array(spec: MnistFile, kind: str, data_dir: Path, tried: list[str]) -
         if problem is None:
             return array
         if path.parent == own:  # a file of ours: checked again under the lock, then set aside
-            with _lock(own):
+            with files.lock(own / LOCK_NAME):
                 array, problem = _checked_array(path, spec, kind)  # another process may have just replaced it
                 if problem is None:
                     return array
@@ -610,7 +574,7 @@ def _fetch(spec: MnistFile, own: Path, mirrors: tuple[str, ...], tried: list[str
     final = own / spec.name
     # The lock makes concurrent processes (parallel tests, several notebooks) download each
     # file once: whoever comes second finds it in place.
-    with _lock(own):
+    with files.lock(own / LOCK_NAME):
         if os.path.lexists(final):
             if _gz_problem(final, spec) is None:
                 return ""  # another process downloaded it while we waited for the lock
@@ -1024,7 +988,7 @@ def _write_subset_cache(cache: Path, images: np.ndarray, labels: np.ndarray) -> 
     """Write the cache atomically, under the lock; skip quietly if the folder is not writable
     or something the package did not write is at the cache's name."""
     own = cache.parent
-    with _lock(own):
+    with files.lock(own / LOCK_NAME):
         if os.path.lexists(cache) and not _written_by_us(cache):
             return
         try:

@@ -1,4 +1,5 @@
-"""Writing files atomically: a reader sees the old file or the whole new one, never a part.
+"""Writing files safely: atomically (a reader sees the old file or the whole new one, never a
+part), and under an inter-process lock (two processes do not do the same work at once).
 
 Used for everything the package writes (downloaded MNIST files, the offline subset's cache,
 checkpoints and the trained-model cache). ``scripts/stamp.py`` keeps its own few lines: it runs
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "fsync_dir"]
+try:  # inter-process file locks exist on Linux and macOS, not on Windows
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["atomic_write", "fsync_dir", "lock"]
 
 
 @contextlib.contextmanager
@@ -64,3 +71,36 @@ def fsync_dir(directory: str | os.PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def lock(path: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive inter-process lock (``fcntl.flock``) on the file ``path``, created if
+    missing: ``with lock(folder / ".name.lock") as held: ...``. Yields True once held; the lock
+    ends with the block (closing the file releases it, also when the process dies).
+
+    Yields False, without locking, where no lock can be had: Windows, a missing or read-only
+    folder, a symbolic link or anything but a regular file at ``path`` (never followed), or, with
+    ``wait=False``, another process holding it. Callers stay correct without it (atomic renames
+    keep every file whole); the lock only spares them doing the same work twice.
+    """
+    fd = None
+    if fcntl is not None:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        with contextlib.suppress(OSError):
+            fd = os.open(path, flags, 0o644)
+    if fd is not None and not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        fd = None
+    if fd is None:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except BlockingIOError:
+            held = False
+        yield held
+    finally:
+        os.close(fd)

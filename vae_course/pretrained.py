@@ -23,19 +23,23 @@ The cache's rules:
 * Written atomically (``train.save_checkpoint``: a temporary file renamed over the entry), so an
   interrupted save leaves no partial file; a folder that cannot be written is said in one line,
   and the trained model is returned all the same.
+* Trained once at a time: reading, training and saving an entry happen under an inter-process lock
+  (``files.lock`` on ``.vae-784-400-J-MODE.pt.lock`` beside it), so notebooks running side by side
+  that need the same model wait for the first one and load what it saved.
 * Random numbers: training runs inside ``torch.random.fork_rng`` with its own seed, so torch's
   global generator is left as it was: a notebook's later cells draw the same numbers whether the
   model was loaded or trained.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from pathlib import Path
 
 import torch
 
-from vae_course import train, validate
+from vae_course import files, train, validate
 from vae_course.config import REPO_ROOT, Mnist, Settings, settings
 from vae_course.models import VAE
 
@@ -110,17 +114,21 @@ def vae(latent_dim: int, mnist: Mnist, cfg: Settings | None = None, *,
         print(f"pretrained: trained the {name} ({n_steps:,} steps); the model cache is off (VAE_COURSE_CACHE_DIR=off)")
         return model, history
     path = Path(cfg.cache_dir) / f"vae-784-400-{model.latent_dim}-{cfg.mode}.pt"
-    found, problem = _read(path, key, model)
-    if found is not None:
-        model.load_state_dict(found[0])
-        print(f"pretrained: loaded the {name} from {_shown(path)} (delete it, or set VAE_COURSE_CACHE_DIR=off, to retrain)")
-        return model.eval(), found[1]
-    history = _train(model, mnist, cfg, n_steps)
-    try:
-        train.save_checkpoint(model, path, history=history, training={"cache_key": key})
-        saved = f"saved it to {_shown(path)}"
-    except (OSError, RuntimeError) as err:  # a read-only folder, a full disk: the model is still good
-        saved = f"could not save it to {_shown(path)} ({type(err).__name__}: {err}); the next notebook trains it again"
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # Notebooks run side by side (scripts/build_course.py --jobs): one trains, the others wait and load.
+    with files.lock(path.with_name(f".{path.name}.lock")):
+        found, problem = _read(path, key, model)
+        if found is not None:
+            model.load_state_dict(found[0])
+            print(f"pretrained: loaded the {name} from {_shown(path)} (delete it, or set VAE_COURSE_CACHE_DIR=off, to retrain)")
+            return model.eval(), found[1]
+        history = _train(model, mnist, cfg, n_steps)
+        try:
+            train.save_checkpoint(model, path, history=history, training={"cache_key": key})
+            saved = f"saved it to {_shown(path)}"
+        except (OSError, RuntimeError) as err:  # a read-only folder, a full disk: the model is still good
+            saved = f"could not save it to {_shown(path)} ({type(err).__name__}: {err}); the next notebook trains it again"
     why = f"{_shown(path)} {problem}; " if problem else ""
     print(f"pretrained: {why}trained the {name} ({n_steps:,} steps) and {saved}")
     return model, history
