@@ -173,8 +173,13 @@ def home_page(titles: dict[str, str], summary: dict, downloads: list[tuple[str, 
         seconds = summary.get("notebooks", {}).get(f"{stem}.ipynb", {}).get("seconds")
         rows.append(f"| {stem[:2]} | [{title}]({stem}.ipynb) | " + (f"{seconds:.0f} s" if seconds is not None else "") + " |")
     gemm = summary.get("gemm_gflops")
+    jobs, threads = summary.get("jobs", 1), summary.get("threads_per_notebook")
+    side_by_side = (f", {jobs} notebooks at a time with {threads} torch thread{'s' * (threads != 1)} each"
+                    if jobs > 1 and threads else "")
+    wall = summary.get("wall_seconds")
     machine = (f"Run times: {summary.get('mode', '?')} mode on a machine whose float32 matrix multiply reads "
-               f"{gemm:.0f} GFLOP/s ({summary.get('device', '?')}); scale by that reading for yours."
+               f"{gemm:.0f} GFLOP/s ({summary.get('device', '?')}{side_by_side})"
+               + (f"; the whole course in {wall:.0f} s" if wall else "") + "; scale by that reading for yours."
                if gemm else "")
     lines = [f"# {TITLE}", "", intro, "",
              f"Read the notebooks in order: 01-05 are the core course; 06-{max(titles)[:2]} go further and can be taken in any "
