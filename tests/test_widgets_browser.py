@@ -1,7 +1,8 @@
 """The course's widgets in a real browser: JupyterLab on 127.0.0.1 (with a token), headless
 Chromium (Debian's, driven by Playwright; scripts/setup_browser.sh installs both).
 
-For notebooks 04, 05 and 03 the test opens the course notebook, runs all its cells in fast mode,
+For notebooks 04, 05 and 03 the test opens the course notebook, runs its cells in fast mode up to
+and including the one that makes the widget (nbval runs the whole notebook),
 moves the widget's control the way a learner does (keys on a slider handle, a click on a class
 button) and checks, in the page and in the kernel, that the picture changed:
 
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "build" / "screenshots"
-RUN_ALL_TIMEOUT_S = 300  # one fast-mode notebook takes 10-30 s on 2 busy cores
+RUN_ALL_TIMEOUT_S = 300  # one fast-mode notebook takes 10-30 s on 2 busy cores (a hang guard)
 TIMINGS: dict[str, dict] = {}
 
 # JupyterLab user settings for the test server: every cell rendered (no windowing, so widgets in
@@ -174,9 +175,15 @@ NOTEBOOK_READY = """(name) => {
 
 KERNEL_IDLE = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
 
-RUN_ALL = """() => {
+# Runs every cell up to and including the widget's (the one marked by MARK_CELL): the cells after it
+# do not touch the widget, and nbval runs the whole notebook anyway.
+RUN_TO_WIDGET = """() => {
     window.labRunAll = {done: false};
-    window.jupyterapp.commands.execute('notebook:run-all-cells').then(
+    const notebook = window.jupyterapp.shell.currentWidget.content;
+    const widget = notebook.widgets.findIndex(cell => cell.node.getAttribute('data-test-widget') === 'yes');
+    const last = widget + 1 >= notebook.widgets.length;
+    if (!last) notebook.activeCellIndex = widget + 1;
+    window.jupyterapp.commands.execute(last ? 'notebook:run-all-cells' : 'notebook:run-all-above').then(
         ok => { window.labRunAll = {done: true, ok: ok}; },
         error => { window.labRunAll = {done: true, ok: false, error: String(error)}; });
 }"""
@@ -227,25 +234,25 @@ WATCH_IMAGE = """(img) => {
 
 @contextmanager
 def notebook(browser, lab, name: str, call: str):
-    """Open notebook ``name`` in JupyterLab, run all cells, and yield (page, widget output) for
-    the cell that contains ``call``; close the page and shut the kernel down afterwards."""
+    """Open notebook ``name`` in JupyterLab, run its cells up to and including the one that contains
+    ``call``, and yield (page, that cell's widget output); close the page and shut the kernel down afterwards."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:
         page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
         page.wait_for_function(NOTEBOOK_READY, arg=name, timeout=120_000)
+        assert page.evaluate(MARK_CELL, call), f"{name}: no code cell calls {call}"
         start = time.perf_counter()
-        page.evaluate(RUN_ALL)
+        page.evaluate(RUN_TO_WIDGET)
         try:
             page.wait_for_function("window.labRunAll.done", timeout=RUN_ALL_TIMEOUT_S * 1000, polling=250)
         except Exception as error:
-            raise AssertionError(f"{name}: running all cells did not finish within {RUN_ALL_TIMEOUT_S} s") from error
+            raise AssertionError(f"{name}: running the cells up to {call} did not finish within {RUN_ALL_TIMEOUT_S} s") from error
         run = page.evaluate("window.labRunAll")
         errors = page.evaluate(CELL_ERRORS)
-        assert run["ok"] and not errors, f"{name}: running all cells failed: {run} {errors}"
-        TIMINGS.setdefault(name, {})["run_all_s"] = round(time.perf_counter() - start, 1)
-        assert page.evaluate(MARK_CELL, call), f"{name}: no code cell calls {call}"
+        assert run["ok"] and not errors, f"{name}: running the cells up to {call} failed: {run} {errors}"
+        TIMINGS.setdefault(name, {})["run_to_widget_s"] = round(time.perf_counter() - start, 1)
         output = page.locator("[data-test-widget=yes] .jp-OutputArea-output").filter(has=page.locator("img.widget-image"))
         image = output.locator("img.widget-image")
         try:
