@@ -193,15 +193,18 @@ def test_vae_forward_is_stochastic_but_reconstruct_is_not():
 
 
 def test_vae_loss_is_negative_elbo_of_its_forward_pass():
-    model = _model(models.VAE)
-    x = _images(4)
-    torch.manual_seed(11)
-    parts = model.loss(x, beta=2.0)
-    torch.manual_seed(11)
+    _assert_loss_is_negative_elbo_of_forward(_model(models.VAE), _images(4), beta=2.0, seed=11)
+
+
+def _assert_loss_is_negative_elbo_of_forward(model, x, beta: float, seed: int) -> None:
+    """model.loss(x, beta) = the Bernoulli NLL of forward's logits + beta * the closed-form KL, same z."""
+    torch.manual_seed(seed)
+    parts = model.loss(x, beta=beta)
+    torch.manual_seed(seed)
     logits, mu, logvar = model(x)
     torch.testing.assert_close(parts.reconstruction, losses.bernoulli_nll(logits, x))
     torch.testing.assert_close(parts.kl, gaussian.kl(mu, logvar))
-    torch.testing.assert_close(parts.total, parts.reconstruction + 2.0 * parts.kl)
+    torch.testing.assert_close(parts.total, parts.reconstruction + beta * parts.kl)
 
 
 # ---------------------------------------------------------------- CVAE conditioning
@@ -479,15 +482,7 @@ def test_conv_vae_shapes_on_mnist_size():
 
 
 def test_conv_vae_loss_is_negative_elbo_of_its_forward_pass():
-    model = _conv_model()
-    x = _template_images(4, CONV_SHAPE)
-    torch.manual_seed(9)
-    parts = model.loss(x, beta=0.5)
-    torch.manual_seed(9)
-    logits, mu, logvar = model(x)
-    torch.testing.assert_close(parts.reconstruction, losses.bernoulli_nll(logits, x))
-    torch.testing.assert_close(parts.kl, gaussian.kl(mu, logvar))
-    torch.testing.assert_close(parts.total, parts.reconstruction + 0.5 * parts.kl)
+    _assert_loss_is_negative_elbo_of_forward(_conv_model(), _template_images(4, CONV_SHAPE), beta=0.5, seed=9)
 
 
 def test_conv_vae_is_translation_equivariant_in_its_first_layer():
