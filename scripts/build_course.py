@@ -378,7 +378,8 @@ def build(args: argparse.Namespace, out: Path) -> int:
           f"inversely with it (README.md, 'How long')", flush=True)
     jobs = min(len(paths), args.jobs or min(cpu_cores(), MAX_JOBS))
     threads = threads_per_kernel(jobs)
-    print(f"mode={cfg.mode} device={cfg.device}; executing {len(paths)} notebooks into {out}/, "
+    notebooks = f"{len(paths)} notebook{'s' * (len(paths) != 1)}"
+    print(f"mode={cfg.mode} device={cfg.device}; executing {notebooks} into {out}/, "
           f"{jobs} at a time, " + (f"{threads} torch thread{'s' * (threads > 1)} each" if threads else "torch's default threads")
           + ("" if widgets else "; no widget renderer in slides/node_modules: widgets shown as a note"), flush=True)
     summary = {"mode": cfg.mode, "device": str(cfg.device), "data_train": data.mnist_source_description("train"),
@@ -418,7 +419,7 @@ def build(args: argparse.Namespace, out: Path) -> int:
     summary["total_seconds"] = round(total, 1)   # the notebooks' run times added up
     summary["wall_seconds"] = round(wall, 1)     # from the first notebook's start to the last one's end
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"{len(paths)} notebooks in {wall:.1f} s ({jobs} at a time; their run times add up to {total:.1f} s) in "
+    print(f"{notebooks} in {wall:.1f} s ({jobs} at a time; their run times add up to {total:.1f} s) in "
           f"{cfg.mode} mode on a machine reading {summary['gemm_gflops']:.0f} GFLOP/s (float32 GEMM); "
           f"open {out}/*.html (figures in {out}/figures/)")
     if failed:
