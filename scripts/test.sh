@@ -28,7 +28,7 @@ if [ $# -gt 0 ]; then
     exec .venv/bin/python -m pytest "$@"
 fi
 # Shared by the two steps: the model cache (nbval trains the notebooks' shared VAEs once in step 1,
-# step 2's page build loads them), and the fast course build (tests/conftest.py: course_build) that
+# step 2's JupyterLab tests load them), and the fast course build (tests/conftest.py: course_build) that
 # the determinism test compares with nbval's run and the browser tests read.
 work="$(mktemp -d "${TMPDIR:-/tmp}/vae_course-tests-XXXXXX")"
 background=""
@@ -46,8 +46,8 @@ threads="${OMP_NUM_THREADS:-1}"
 # waits for it), then the browser tests that read only that build (the reading pages, the website,
 # the slides), in the time step 1 still takes. The JupyterLab tests run after step 1 (they execute
 # notebooks in a kernel of their own). Step 2's output is shown after step 1's.
-cores="$(.venv/bin/python -c 'import os; print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)')"
-jobs=$(( cores > 5 ? 4 : (cores > 1 ? cores - 1 : 1) ))
+jobs="$(.venv/bin/python -c 'import sys; sys.path.insert(0, "scripts"); import build_course as b
+print(max(1, min(b.cpu_cores() - 1, b.MAX_JOBS)))')"
 echo "test.sh: step 1 of 2 (package and notebooks); beside it, in the background, the fast course build" \
      "($jobs notebook(s) at a time)$([ "$browser" = 0 ] && echo ', then the browser tests of the pages it built')"
 (

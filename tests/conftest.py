@@ -43,8 +43,8 @@ def course_build(tmp_path_factory) -> Path:
     nbval's run (which loaded the shared models), and the browser tests of the pages, the website and
     the slides read it. ``bash scripts/test.sh`` sets ``VAE_COURSE_TEST_BUILD`` to a folder its two
     steps share and starts the build there in the background, on the core the first step leaves free;
-    this fixture waits for it (the build holds ``.build.lock``), and the browser step reuses it. A notebook that fails is
-    reported by its own page test (and by nbval); the build goes on past it."""
+    this fixture waits for it (the build holds ``.build.lock``), and the browser step reuses it. A
+    notebook that fails is reported by its own page test (and by nbval); the build goes on past it."""
     from vae_course import files
 
     shared = os.environ.get("VAE_COURSE_TEST_BUILD")
