@@ -44,7 +44,7 @@ def test_reference_weights_in_a_course_vae_give_the_same_model():
 def test_quick_benchmark_writes_every_field(tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
-        assert benchmark.main(["--quick", "--epochs", "2", "--course", "skip", "--out", str(tmp_path)]) == 0
+        assert benchmark.main(["--quick", "--epochs", "2", "--rounds", "2", "--course", "skip", "--out", str(tmp_path)]) == 0
     finally:
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / "benchmark.json").read_text())
@@ -55,14 +55,19 @@ def test_quick_benchmark_writes_every_field(tmp_path, capsys):
     assert result["flops_per_step"]["per_example"] == pytest.approx(3.28e6, rel=0.01)
     for name in ("course", "reference"):
         m = result["models"][name]
-        # two runs of 2 epochs each (order A B B A); the median is over all four; the loss is the scored run's
-        assert len(m["samples_per_second"]) == 4 and len(m["train_loss_nats"]) == 2
+        # two rounds of A B B A: four runs of 2 epochs each; the median is over all eight epochs; the
+        # loss is the scored (first) run's
+        assert len(m["samples_per_second"]) == 8 and len(m["train_loss_nats"]) == 2
+        assert [len(run) for run in m["samples_per_second_by_run"]] == [2, 2, 2, 2]
+        assert sum(m["samples_per_second_by_run"], []) == m["samples_per_second"]
         assert m["samples_per_second_median"] == pytest.approx(statistics.median(m["samples_per_second"]), abs=0.1)
         assert 50 < m["test_iwae_nll_nats"] <= m["test_negative_elbo_nats"] + 1 < 600  # IWAE <= ELBO (noise: 1 nat)
         assert m["memory"]["peak_rss_mib"] > 0 and m["memory"]["peak_added_mib"] >= 0
         assert result["gemm_fraction"][name] > 0
         assert m["train_loss_nats"][-1] < m["train_loss_nats"][0]  # both learn
     assert set(result["targets"]) >= {"speedup", "gemm_fraction_course", "test_negative_elbo", "widget_redraw_ms"}
+    assert len(result["targets"]["speedup"]["by_round"]) == 2 and result["settings"]["rounds"] == 2
+    assert "Speedup of each round" in table
     assert set(result["widgets"]) == {"latent sliders", "CVAE class", "KL explorer"}
     assert "widget: one move redrawn" in table
     assert all(isinstance(v["met"], bool) for v in result["targets"].values())
@@ -135,3 +140,11 @@ def test_benchmarks_are_not_part_of_the_installed_package():
     assert config["tool"]["setuptools"]["packages"] == ["vae_course"]
     assert not (Path(vae_course.__file__).parent / "benchmark.py").exists()
     assert (root / "benchmarks" / "benchmark.py").is_file()
+
+
+def test_speedup_by_round_pairs_each_rounds_runs():
+    """Round i is runs 2i and 2i+1 of each loop (A B B A: reference, course, course, reference)."""
+    course = {"samples_per_second_by_run": [[2.0, 2.0], [2.0, 2.0], [3.0, 3.0], [3.0, 3.0]]}
+    ref = {"samples_per_second_by_run": [[1.0, 1.0], [1.0, 1.0], [2.0, 2.0], [2.0, 2.0]]}
+    assert benchmark.speedup_by_round(course, ref) == [2.0, 1.5]
+    assert benchmark.speedup_by_round({}, {}) == []  # results written before rounds existed
