@@ -13,7 +13,7 @@ changes), ``_prepare_data`` (the data on the device), ``_DataOrder`` (the batche
 passes), ``_train_window`` (the steps between two history entries), the held-out evaluation and
 ``save_checkpoint``.
 
-The whole dataset sits in memory (on the training device) and each batch is a slice of a
+The whole dataset sits in memory (on the training device) and each batch is the rows at a slice of a
 random permutation, so there is no per-sample Python work: the 784-400-20 VAE trains at tens of
 thousands of digits per second on a 2-core CPU. Each step calls the model's unchecked
 ``_loss`` (the data and options were checked once) and waits for the device once, for the
